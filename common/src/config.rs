@@ -1,0 +1,47 @@
+//! Configuration both processes share: where Redis and RabbitMQ are, and the namespace.
+//! Each value comes from a flag or its `LRO_*` environment variable (the flag wins).
+
+/// The connections and namespace every process needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connections {
+    /// Redis, the authoritative operation store.
+    #[arg(long, env = "LRO_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "LRO_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix of every Redis key and AMQP exchange/queue name.
+    #[arg(long, env = "LRO_NAMESPACE", default_value = "lro", value_parser = parse_namespace)]
+    pub namespace: String,
+}
+
+impl Connections {
+    /// The defaults, with another namespace (what tests use).
+    pub fn local(namespace: &str) -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            namespace: namespace.into(),
+        }
+    }
+}
+
+/// A namespace is 1-64 characters of A-Z a-z 0-9 - _ : it is embedded in Redis keys (where `{`
+/// and `}` would break hash tags) and AMQP names.
+pub fn parse_namespace(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "namespace {s:?} must be 1-64 characters of A-Z a-z 0-9 - _"
+        ))
+    }
+}

@@ -1,0 +1,530 @@
+//! The operation state machine: pure, no I/O.
+//!
+//! ```text
+//!   QUEUED ──start──▶ RUNNING ──finish──▶ SUCCEEDED | FAILED | CANCELLED
+//!     │  ▲               │ request_cancel (sets the cancel fact: CANCELLING)
+//!     │  └──hand_back────┘
+//!     └──request_cancel──▶ CANCELLED
+//! ```
+//!
+//! Every transition either applies or is [`Refused`]; nothing here can fail otherwise. The store
+//! applies a transition to the record it read and writes it back with a compare-and-set on the
+//! record's version, so the rules below hold under any interleaving of api and worker processes:
+//!
+//! - a done operation never changes again (the first terminal writer wins);
+//! - only the current attempt may report progress, finish or hand back (a stale one is refused);
+//! - a cancel of a queued operation finishes it at once, so no worker ever starts it;
+//! - a job that completes after a cancel was requested stays SUCCEEDED.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::name::OperationName;
+use crate::status::Status;
+use crate::time::Millis;
+
+/// One operation, as stored in Redis (see [`crate::wire::Record`] for the versioned envelope).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub name: OperationName,
+    pub kind: String,
+    /// The job's input, as submitted (a JSON object).
+    pub input: Value,
+    /// Whether the job's kind accepts cancellation; fixed at submission.
+    pub cancellable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Longest one attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    pub created: Millis,
+    pub updated: Millis,
+    /// How many times a worker has started this operation.
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// When a cancel was first requested, if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<Millis>,
+    pub phase: Phase,
+}
+
+/// Where the operation is in its life. Terminal results live only in [`Phase::Done`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Queued,
+    Running {
+        run: Run,
+    },
+    Done {
+        /// The attempt that ended it; none when it was cancelled while queued.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<Run>,
+        ended: Millis,
+        result: Terminal,
+    },
+}
+
+/// The attempt a worker is running (or ran).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub worker: String,
+    pub started: Millis,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "value", rename_all = "snake_case")]
+pub enum Terminal {
+    Succeeded(Value),
+    Failed(Status),
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub percent: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The state users see (`metadata.state`), derived from the phase and the cancel fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Queued,
+    Running,
+    Cancelling,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Queued,
+        State::Running,
+        State::Cancelling,
+        State::Succeeded,
+        State::Failed,
+        State::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Queued => "QUEUED",
+            State::Running => "RUNNING",
+            State::Cancelling => "CANCELLING",
+            State::Succeeded => "SUCCEEDED",
+            State::Failed => "FAILED",
+            State::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.name() == s)
+    }
+}
+
+/// What a new operation is made of.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    pub name: OperationName,
+    pub kind: String,
+    pub input: Value,
+    pub cancellable: bool,
+    pub request_id: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Why a transition did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the operation is already done")]
+    Done,
+    #[error("attempt {mine} is stale: the operation is on attempt {current}")]
+    Stale { mine: u32, current: u32 },
+    #[error("the operation is not running")]
+    NotRunning,
+    #[error("operations of kind {0:?} cannot be cancelled")]
+    NotCancellable(String),
+}
+
+/// What [`Operation::start`] tells the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub attempt: u32,
+    /// A cancel was requested before this attempt started: the job's token must fire at once.
+    pub cancel_requested: bool,
+}
+
+/// What [`Operation::request_cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelEffect {
+    /// Already done: nothing changed.
+    AlreadyDone,
+    /// It was queued and is now CANCELLED; no worker will run it.
+    CancelledWhileQueued,
+    /// It is running on `worker`, which must be told (again, if this is a repeat).
+    Requested { worker: String, attempt: u32 },
+}
+
+impl Operation {
+    pub fn new(spec: NewOperation, now: Millis) -> Self {
+        Self {
+            name: spec.name,
+            kind: spec.kind,
+            input: spec.input,
+            cancellable: spec.cancellable,
+            request_id: spec.request_id,
+            timeout_ms: spec.timeout_ms,
+            created: now,
+            updated: now,
+            attempt: 0,
+            progress: None,
+            cancel_requested: None,
+            phase: Phase::Queued,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match &self.phase {
+            Phase::Queued => State::Queued,
+            Phase::Running { .. } if self.cancel_requested.is_some() => State::Cancelling,
+            Phase::Running { .. } => State::Running,
+            Phase::Done { result, .. } => match result {
+                Terminal::Succeeded(_) => State::Succeeded,
+                Terminal::Failed(_) => State::Failed,
+                Terminal::Cancelled => State::Cancelled,
+            },
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. })
+    }
+
+    /// The attempt running now, or last run.
+    pub fn run(&self) -> Option<&Run> {
+        match &self.phase {
+            Phase::Queued => None,
+            Phase::Running { run } => Some(run),
+            Phase::Done { run, .. } => run.as_ref(),
+        }
+    }
+
+    /// A worker takes the operation: a new attempt begins.
+    ///
+    /// Starting a RUNNING operation is a takeover (its message was redelivered because the
+    /// previous worker's channel closed): the new attempt fences the old one.
+    pub fn start(&mut self, worker: &str, now: Millis) -> Result<Started, Refused> {
+        if self.is_done() {
+            return Err(Refused::Done);
+        }
+        self.attempt += 1;
+        self.phase = Phase::Running {
+            run: Run {
+                worker: worker.to_owned(),
+                started: now,
+            },
+        };
+        self.progress = None;
+        self.updated = now;
+        Ok(Started {
+            attempt: self.attempt,
+            cancel_requested: self.cancel_requested.is_some(),
+        })
+    }
+
+    /// An operator asks for a cancel. Idempotent.
+    pub fn request_cancel(&mut self, now: Millis) -> Result<CancelEffect, Refused> {
+        if !self.cancellable {
+            return Err(Refused::NotCancellable(self.kind.clone()));
+        }
+        match &self.phase {
+            Phase::Done { .. } => Ok(CancelEffect::AlreadyDone),
+            Phase::Queued => {
+                self.cancel_requested.get_or_insert(now);
+                self.phase = Phase::Done {
+                    run: None,
+                    ended: now,
+                    result: Terminal::Cancelled,
+                };
+                self.updated = now;
+                Ok(CancelEffect::CancelledWhileQueued)
+            }
+            Phase::Running { run } => {
+                let worker = run.worker.clone();
+                if self.cancel_requested.is_none() {
+                    self.cancel_requested = Some(now);
+                    self.updated = now;
+                }
+                Ok(CancelEffect::Requested {
+                    worker,
+                    attempt: self.attempt,
+                })
+            }
+        }
+    }
+
+    /// The running attempt reports how far it got.
+    pub fn report_progress(
+        &mut self,
+        attempt: u32,
+        progress: Progress,
+        now: Millis,
+    ) -> Result<(), Refused> {
+        self.check_current(attempt)?;
+        self.progress = Some(Progress {
+            percent: progress.percent.min(100),
+            message: progress.message,
+        });
+        self.updated = now;
+        Ok(())
+    }
+
+    /// The running attempt ends the operation. The first terminal writer wins.
+    pub fn finish(&mut self, attempt: u32, result: Terminal, now: Millis) -> Result<(), Refused> {
+        self.check_current(attempt)?;
+        let run = self.run().cloned();
+        self.phase = Phase::Done {
+            run,
+            ended: now,
+            result,
+        };
+        self.updated = now;
+        Ok(())
+    }
+
+    /// The running attempt gives the operation back unfinished (worker shutdown): it is queued
+    /// again and the next start is a new attempt.
+    pub fn hand_back(&mut self, attempt: u32, now: Millis) -> Result<(), Refused> {
+        self.check_current(attempt)?;
+        self.phase = Phase::Queued;
+        self.updated = now;
+        Ok(())
+    }
+
+    fn check_current(&self, attempt: u32) -> Result<(), Refused> {
+        match self.phase {
+            Phase::Done { .. } => Err(Refused::Done),
+            Phase::Queued => Err(Refused::NotRunning),
+            Phase::Running { .. } if attempt != self.attempt => Err(Refused::Stale {
+                mine: attempt,
+                current: self.attempt,
+            }),
+            Phase::Running { .. } => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Code;
+    use serde_json::json;
+
+    fn op(cancellable: bool) -> Operation {
+        Operation::new(
+            NewOperation {
+                name: OperationName::parse("operations/t").unwrap(),
+                kind: "sleep".into(),
+                input: json!({}),
+                cancellable,
+                request_id: None,
+                timeout_ms: None,
+            },
+            1,
+        )
+    }
+
+    fn running() -> Operation {
+        let mut o = op(true);
+        o.start("w1", 2).unwrap();
+        o
+    }
+
+    #[test]
+    fn new_is_queued() {
+        let o = op(true);
+        assert_eq!(o.state(), State::Queued);
+        assert_eq!(o.attempt, 0);
+        assert!(o.run().is_none());
+    }
+
+    #[test]
+    fn start_begins_an_attempt() {
+        let mut o = op(true);
+        let s = o.start("w1", 2).unwrap();
+        assert_eq!(
+            s,
+            Started {
+                attempt: 1,
+                cancel_requested: false
+            }
+        );
+        assert_eq!(o.state(), State::Running);
+        assert_eq!(o.run().unwrap().worker, "w1");
+    }
+
+    #[test]
+    fn start_of_running_is_a_takeover_that_fences_the_old_attempt() {
+        let mut o = running();
+        let s = o.start("w2", 3).unwrap();
+        assert_eq!(s.attempt, 2);
+        assert_eq!(o.run().unwrap().worker, "w2");
+        assert_eq!(
+            o.finish(1, Terminal::Succeeded(json!(1)), 4),
+            Err(Refused::Stale {
+                mine: 1,
+                current: 2
+            })
+        );
+        assert_eq!(o.state(), State::Running);
+    }
+
+    #[test]
+    fn start_of_done_is_refused() {
+        let mut o = op(true);
+        o.request_cancel(2).unwrap();
+        assert_eq!(o.start("w1", 3), Err(Refused::Done));
+        assert_eq!(o.state(), State::Cancelled);
+    }
+
+    #[test]
+    fn cancel_while_queued_finishes_at_once() {
+        let mut o = op(true);
+        assert_eq!(o.request_cancel(5), Ok(CancelEffect::CancelledWhileQueued));
+        assert_eq!(o.state(), State::Cancelled);
+        assert_eq!(o.cancel_requested, Some(5));
+        assert!(o.run().is_none());
+    }
+
+    #[test]
+    fn cancel_while_running_sets_the_fact_and_names_the_worker() {
+        let mut o = running();
+        let eff = o.request_cancel(5).unwrap();
+        assert_eq!(
+            eff,
+            CancelEffect::Requested {
+                worker: "w1".into(),
+                attempt: 1
+            }
+        );
+        assert_eq!(o.state(), State::Cancelling);
+        // Repeat: same effect, first request time kept.
+        let before = o.clone();
+        assert_eq!(o.request_cancel(9).unwrap(), eff);
+        assert_eq!(o, before);
+    }
+
+    #[test]
+    fn cancel_requested_before_a_redelivered_start_is_reported_to_it() {
+        let mut o = running();
+        o.request_cancel(5).unwrap();
+        let s = o.start("w2", 6).unwrap();
+        assert!(s.cancel_requested);
+        assert_eq!(o.state(), State::Cancelling);
+    }
+
+    #[test]
+    fn cancel_of_done_changes_nothing() {
+        let mut o = running();
+        o.finish(1, Terminal::Succeeded(json!("ok")), 3).unwrap();
+        let before = o.clone();
+        assert_eq!(o.request_cancel(4), Ok(CancelEffect::AlreadyDone));
+        assert_eq!(o, before);
+    }
+
+    #[test]
+    fn cancel_of_uncancellable_is_refused_in_every_phase() {
+        let mut o = op(false);
+        assert!(matches!(
+            o.request_cancel(2),
+            Err(Refused::NotCancellable(_))
+        ));
+        o.start("w", 3).unwrap();
+        let before = o.clone();
+        assert!(matches!(
+            o.request_cancel(4),
+            Err(Refused::NotCancellable(_))
+        ));
+        assert_eq!(o, before);
+    }
+
+    #[test]
+    fn completion_despite_cancellation_stays_succeeded() {
+        let mut o = running();
+        o.request_cancel(3).unwrap();
+        o.finish(1, Terminal::Succeeded(json!(7)), 4).unwrap();
+        assert_eq!(o.state(), State::Succeeded);
+    }
+
+    #[test]
+    fn first_terminal_writer_wins() {
+        let mut o = running();
+        o.request_cancel(3).unwrap();
+        o.finish(1, Terminal::Cancelled, 4).unwrap();
+        assert_eq!(
+            o.finish(1, Terminal::Succeeded(json!(1)), 5),
+            Err(Refused::Done)
+        );
+        assert_eq!(
+            o.finish(1, Terminal::Failed(Status::new(Code::Internal, "x")), 5),
+            Err(Refused::Done)
+        );
+        assert_eq!(o.state(), State::Cancelled);
+        assert_eq!(o.run().unwrap().worker, "w1");
+    }
+
+    #[test]
+    fn failure_is_terminal() {
+        let mut o = running();
+        o.finish(1, Terminal::Failed(Status::new(Code::Internal, "boom")), 3)
+            .unwrap();
+        assert_eq!(o.state(), State::Failed);
+        assert_eq!(o.request_cancel(4), Ok(CancelEffect::AlreadyDone));
+    }
+
+    #[test]
+    fn progress_only_from_the_current_attempt() {
+        let mut o = running();
+        let p = |n| Progress {
+            percent: n,
+            message: String::new(),
+        };
+        o.report_progress(1, p(150), 3).unwrap();
+        assert_eq!(o.progress.as_ref().unwrap().percent, 100);
+        o.start("w2", 4).unwrap();
+        assert!(o.progress.is_none());
+        assert!(matches!(
+            o.report_progress(1, p(10), 5),
+            Err(Refused::Stale { .. })
+        ));
+        o.finish(2, Terminal::Cancelled, 6).unwrap();
+        assert_eq!(o.report_progress(2, p(10), 7), Err(Refused::Done));
+        let mut q = op(true);
+        assert_eq!(q.report_progress(0, p(1), 2), Err(Refused::NotRunning));
+    }
+
+    #[test]
+    fn hand_back_requeues_and_next_start_is_a_new_attempt() {
+        let mut o = running();
+        o.hand_back(1, 3).unwrap();
+        assert_eq!(o.state(), State::Queued);
+        assert_eq!(o.finish(1, Terminal::Cancelled, 4), Err(Refused::NotRunning));
+        assert_eq!(o.start("w2", 5).unwrap().attempt, 2);
+        // A cancel after the hand-back finishes it at once.
+        o.hand_back(2, 6).unwrap();
+        assert_eq!(o.request_cancel(7), Ok(CancelEffect::CancelledWhileQueued));
+        assert_eq!(o.start("w3", 8), Err(Refused::Done));
+    }
+
+    #[test]
+    fn states_parse_by_name() {
+        for s in State::ALL {
+            assert_eq!(State::parse(s.name()), Some(s));
+        }
+        assert_eq!(State::parse("running"), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! The Redis store: the single source of truth for every operation.
+//!
+//! Keys (`{…}` is a Redis Cluster hash tag: one parent's keys share a slot, so every script below
+//! touches one slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{ns}:op:{parent}:{id}` | hash | `v` (version, starts at 1) and `r` (the encoded record) |
+//! | `{ns}:index:{parent}` | sorted set | every live operation's id under that parent, score 0 (ordered by id, and ids are UUIDv7, so by creation time) |
+//! | `{ns}:req:{parent}:{requestId}` | string | the name created for that request id |
+//! | `{ns}:kinds` | hash | job kinds registered by workers |
+//!
+//! The root parent's tag is `-`. Every change is read → pure transition ([`crate::operation`]) →
+//! one script that writes only if the version is unchanged; a lost race re-reads and re-applies.
+//! A script that makes an operation done, or deletes it, publishes its name on
+//! [`Keys::done_channel`] so waiters wake without polling.
+//!
+//! Not here: retention and lease bookkeeping (later work); this module only keeps records and
+//! indexes consistent with each other.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use crate::kinds::KindInfo;
+use crate::name::{OperationName, Parent};
+use crate::operation::{Operation, Refused};
+use crate::wire::{self, WireError};
+
+/// Errors callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("operation not found")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Corrupt(#[from] WireError),
+    #[error("too many concurrent writers on {0}")]
+    Contended(String),
+    #[error("index of {parent:?} holds an invalid id {id:?}")]
+    BadIndex { parent: String, id: String },
+}
+
+/// Key names for one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            ns: namespace.to_owned(),
+        }
+    }
+
+    fn tag(parent: &Parent) -> &str {
+        if parent.is_root() { "-" } else { parent.as_str() }
+    }
+
+    pub fn op(&self, name: &OperationName) -> String {
+        format!(
+            "{}:op:{{{}}}:{}",
+            self.ns,
+            Self::tag(name.parent()),
+            name.id()
+        )
+    }
+
+    pub fn index(&self, parent: &Parent) -> String {
+        format!("{}:index:{{{}}}", self.ns, Self::tag(parent))
+    }
+
+    pub fn request(&self, parent: &Parent, request_id: &str) -> String {
+        format!("{}:req:{{{}}}:{request_id}", self.ns, Self::tag(parent))
+    }
+
+    pub fn kinds(&self) -> String {
+        format!("{}:kinds", self.ns)
+    }
+
+    /// Pub/sub channel carrying the name of every operation that became done or was deleted.
+    pub fn done_channel(&self) -> String {
+        format!("{}:done", self.ns)
+    }
+}
+
+/// Creates the record, its index entry and its request-id entry together, unless the request id
+/// is already taken; then it answers the name it was taken for.
+const CREATE: &str = r"
+if ARGV[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return existing end
+  redis.call('SET', KEYS[3], ARGV[4])
+end
+redis.call('HSET', KEYS[1], 'v', 1, 'r', ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return false
+";
+
+/// Writes a new record if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 written.
+const CAS: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'r', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1
+";
+
+/// Deletes record, index entry and request-id entry (if it still names this operation) together,
+/// if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 deleted.
+const DELETE: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// How many times a compare-and-set is retried when other writers keep winning.
+const MAX_CAS_RETRIES: usize = 64;
+
+/// What [`Store::create`] did.
+#[derive(Debug)]
+pub enum Created {
+    New,
+    /// The request id was already used: this is the operation it created.
+    Existing(OperationName),
+}
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    client: redis::Client,
+    keys: Keys,
+    create: std::sync::Arc<Script>,
+    cas: std::sync::Arc<Script>,
+    delete: std::sync::Arc<Script>,
+}
+
+impl Store {
+    /// Connects to Redis; fails if it does not answer.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let mut store = Self {
+            conn,
+            client,
+            keys: Keys::new(namespace),
+            create: Script::new(CREATE).into(),
+            cas: Script::new(CAS).into(),
+            delete: Script::new(DELETE).into(),
+        };
+        let _: String = redis::cmd("PING").query_async(&mut store.conn).await?;
+        Ok(store)
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The client, for connections that must not share the multiplexed one (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Stores a new operation (version 1) and indexes it.
+    pub async fn create(&self, op: &Operation) -> Result<Created, StoreError> {
+        let parent = op.name.parent();
+        let request_key = op
+            .request_id
+            .as_deref()
+            .map(|r| self.keys.request(parent, r))
+            .unwrap_or_else(|| self.keys.request(parent, ""));
+        let existing: Option<String> = self
+            .create
+            .key(self.keys.op(&op.name))
+            .key(self.keys.index(parent))
+            .key(request_key)
+            .arg(wire::encode_record(op))
+            .arg(op.name.id())
+            .arg(if op.request_id.is_some() { "1" } else { "" })
+            .arg(op.name.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match existing {
+            None => Ok(Created::New),
+            Some(name) => Ok(Created::Existing(
+                OperationName::parse(&name).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "bad stored name",
+                        e.to_string(),
+                    ))
+                })?,
+            )),
+        }
+    }
+
+    /// Reads one operation with its version.
+    pub async fn get_versioned(
+        &self,
+        name: &OperationName,
+    ) -> Result<Option<(u64, Operation)>, StoreError> {
+        let (v, r): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.keys.op(name))
+            .arg("v")
+            .arg("r")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        match (v, r) {
+            (Some(v), Some(r)) => Ok(Some((v, wire::decode_record(&r)?))),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, name: &OperationName) -> Result<Operation, StoreError> {
+        self.get_versioned(name)
+            .await?
+            .map(|(_, op)| op)
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Applies a transition atomically: read, apply `f`, write back if nobody wrote in between
+    /// (else retry). A transition that leaves the record unchanged writes nothing. Returns the
+    /// record as written and what `f` answered.
+    pub async fn update<T>(
+        &self,
+        name: &OperationName,
+        mut f: impl FnMut(&mut Operation) -> Result<T, Refused>,
+    ) -> Result<(Operation, T), StoreError> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let (version, before) = self
+                .get_versioned(name)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut after = before.clone();
+            let answer = f(&mut after)?;
+            if after == before {
+                return Ok((after, answer));
+            }
+            let became_done = after.is_done() && !before.is_done();
+            let written: i64 = self
+                .cas
+                .key(self.keys.op(name))
+                .arg(version)
+                .arg(wire::encode_record(&after))
+                .arg(if became_done {
+                    self.keys.done_channel()
+                } else {
+                    String::new()
+                })
+                .arg(name.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            match written {
+                1 => return Ok((after, answer)),
+                -1 => return Err(StoreError::NotFound),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Contended(name.to_string()))
+    }
+
+    /// Deletes an operation and its index entries. Returns false if it did not exist.
+    pub async fn delete(&self, name: &OperationName) -> Result<bool, StoreError> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let Some((version, op)) = self.get_versioned(name).await? else {
+                return Ok(false);
+            };
+            let mut script = self.delete.key(self.keys.op(name));
+            script.key(self.keys.index(name.parent()));
+            if let Some(r) = &op.request_id {
+                script.key(self.keys.request(name.parent(), r));
+            }
+            let deleted: i64 = script
+                .arg(version)
+                .arg(name.id())
+                .arg(self.keys.done_channel())
+                .arg(name.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            match deleted {
+                1 => return Ok(true),
+                -1 => return Ok(false),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Contended(name.to_string()))
+    }
+
+    /// Up to `count` ids under `parent`, in id order, strictly after `after` (if given).
+    pub async fn index_page(
+        &self,
+        parent: &Parent,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.index(parent))
+            .arg(min)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(ids)
+    }
+
+    /// Reads many operations in one round trip; ids whose record is gone are skipped.
+    pub async fn get_many(
+        &self,
+        parent: &Parent,
+        ids: &[String],
+    ) -> Result<Vec<Operation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let name = parent.operation(id).map_err(|_| StoreError::BadIndex {
+                parent: parent.to_string(),
+                id: id.clone(),
+            })?;
+            pipe.cmd("HGET").arg(self.keys.op(&name)).arg("r");
+        }
+        let raw: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        raw.into_iter()
+            .flatten()
+            .map(|r| wire::decode_record(&r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Records the kinds a worker runs, so the api accepts them.
+    pub async fn register_kinds(&self, kinds: &[KindInfo]) -> Result<(), StoreError> {
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(String, String)> = kinds
+            .iter()
+            .map(|k| (k.name.clone(), serde_json::to_string(k).unwrap_or_default()))
+            .collect();
+        let _: () = self
+            .conn
+            .clone()
+            .hset_multiple(self.keys.kinds(), &items)
+            .await?;
+        Ok(())
+    }
+
+    /// Kinds registered by workers.
+    pub async fn registered_kinds(&self) -> Result<HashMap<String, KindInfo>, StoreError> {
+        let raw: HashMap<String, String> = self.conn.clone().hgetall(self.keys.kinds()).await?;
+        Ok(raw
+            .into_values()
+            .filter_map(|v| serde_json::from_str::<KindInfo>(&v).ok())
+            .map(|k| (k.name.clone(), k))
+            .collect())
+    }
+}
