@@ -7,6 +7,7 @@ pub mod config;
 pub mod kinds;
 pub mod name;
 pub mod operation;
+pub mod signal;
 pub mod status;
 pub mod store;
 pub mod time;

@@ -1,1 +1,160 @@
+//! `lro-worker`: runs lro jobs from RabbitMQ under cooperative cancellation. Also a library: build
+//! your own worker with your own [`Kinds`] and call [`Worker::start`].
+//!
+//! A worker consumes the namespace's jobs queue (prefetch = concurrency, manual acks) and its own
+//! cancel queue. Each job runs under a [`tokio_util::sync::CancellationToken`] kept in a
+//! [`registry::Registry`] keyed by operation name, a child of the worker's shutdown token.
+//! Not here (later work): leases, recovery of a dead worker's jobs, reconnection, dead-lettering.
 
+mod builtin;
+mod consumer;
+pub mod job;
+pub mod registry;
+
+use std::sync::Arc;
+
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lro_common::config::Connections;
+use lro_common::store::{Store, StoreError};
+use lro_common::topology::{self, AmqpError, Topology};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use job::{JobContext, JobError, JobResult, Kinds};
+pub use registry::CancelReason;
+
+/// The worker's default concurrency: most jobs are I/O-bound and cheap to hold.
+pub const DEFAULT_CONCURRENCY: u16 = 64;
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error("the {0} consumer was closed by the broker")]
+    ConsumerClosed(&'static str),
+    #[error("worker id {0:?} must be 1-100 characters of A-Z a-z 0-9 - _ .")]
+    BadWorkerId(String),
+    #[error("concurrency must be at least 1")]
+    BadConcurrency,
+    #[error("worker task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub connections: Connections,
+    pub worker_id: String,
+    pub concurrency: u16,
+}
+
+impl WorkerConfig {
+    /// A worker with a fresh unique id and the default concurrency.
+    pub fn new(connections: Connections) -> Self {
+        Self {
+            connections,
+            worker_id: new_worker_id(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// A fresh, unique worker id.
+pub fn new_worker_id() -> String {
+    format!("w-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A started worker.
+pub struct Worker {
+    id: String,
+    task: JoinHandle<Result<(), WorkerError>>,
+}
+
+impl Worker {
+    /// Connects, declares the topology, registers the kinds and starts consuming. Returns once the
+    /// worker is consuming; it runs until `shutdown` fires or the broker goes away.
+    pub async fn start(
+        config: WorkerConfig,
+        kinds: Kinds,
+        shutdown: CancellationToken,
+    ) -> Result<Self, WorkerError> {
+        let id = config.worker_id;
+        let id_ok = !id.is_empty()
+            && id.len() <= 100
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !id_ok {
+            return Err(WorkerError::BadWorkerId(id));
+        }
+        if config.concurrency == 0 {
+            return Err(WorkerError::BadConcurrency);
+        }
+        let conns = &config.connections;
+        let store = Store::connect(&conns.redis_url, &conns.namespace).await?;
+        store.register_kinds(&kinds.infos()).await?;
+
+        let topology = Topology::new(&conns.namespace);
+        let connection = topology::connect(&conns.amqp_url).await?;
+        let cancel_channel = connection.create_channel().await.map_err(AmqpError::from)?;
+        topology.declare(&cancel_channel).await?;
+        let cancel_queue = topology.declare_worker(&cancel_channel, &id).await?;
+        // Cancels are hints (Redis is the truth), so they are consumed without acks.
+        let cancels = cancel_channel
+            .basic_consume(
+                cancel_queue.as_str().into(),
+                id.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::from)?;
+
+        let jobs_channel = connection.create_channel().await.map_err(AmqpError::from)?;
+        // Prefetch bounds how many jobs run at once: a delivery stays unacked while its job runs.
+        jobs_channel
+            .basic_qos(config.concurrency, BasicQosOptions::default())
+            .await
+            .map_err(AmqpError::from)?;
+        let jobs = jobs_channel
+            .basic_consume(
+                topology.jobs_queue().as_str().into(),
+                id.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::from)?;
+        tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
+
+        let shared = Arc::new(consumer::Shared {
+            store,
+            kinds,
+            registry: registry::Registry::new(shutdown.clone()),
+            worker_id: id.clone(),
+        });
+        let task = tokio::spawn(async move {
+            let result = consumer::run(shared, jobs, cancels, shutdown).await;
+            let _ = connection.close(200, "worker stopped".into()).await;
+            result
+        });
+        Ok(Self { id, task })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits until the worker has stopped.
+    pub async fn wait(self) -> Result<(), WorkerError> {
+        self.task.await?
+    }
+}

@@ -1,0 +1,124 @@
+//! The built-in job kinds, for trying the system and for its own tests (see the contract).
+
+use std::time::Duration;
+
+use lro_common::status::Code;
+use lro_common::time::{duration_json, parse_duration};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::job::{JobContext, JobError, JobResult, Kinds};
+
+pub(crate) fn register(kinds: Kinds) -> Kinds {
+    kinds
+        .kind("sleep", |input, ctx| sleep(input, ctx, true))
+        .uncancellable("uninterruptible", |input, ctx| sleep(input, ctx, false))
+        .kind("noop", |input, _ctx| async move {
+            parse::<Empty>("noop", input)?;
+            Ok(json!({}))
+        })
+        .kind("fail", |input, _ctx| async move { fail(input) })
+        .kind("spin", spin)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(kind: &str, input: Value) -> Result<T, JobError> {
+    serde_json::from_value(input).map_err(|e| JobError::invalid_input(kind, e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SleepInput {
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    steps: Option<u32>,
+}
+
+/// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token
+/// fires, unless it is the uninterruptible kind, which ignores its token.
+async fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> JobResult {
+    let kind = if interruptible { "sleep" } else { "uninterruptible" };
+    let input: SleepInput = parse(kind, input)?;
+    let total = match input.duration.as_deref() {
+        Some(d) => parse_duration(d).map_err(|e| JobError::invalid_input(kind, e))?,
+        None => Duration::from_secs(1),
+    };
+    let steps = input.steps.unwrap_or(10);
+    if !(1..=10_000).contains(&steps) {
+        return Err(JobError::invalid_input(kind, "steps must be 1 to 10000"));
+    }
+    let step = total / steps;
+    for i in 1..=steps {
+        if interruptible {
+            tokio::select! {
+                biased;
+                () = ctx.cancelled() => return Err(JobError::Cancelled),
+                () = tokio::time::sleep(step) => {}
+            }
+        } else {
+            tokio::time::sleep(step).await;
+        }
+        ctx.progress(i * 100 / steps, format!("step {i} of {steps}")).await;
+    }
+    Ok(json!({ "slept": duration_json(total) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailInput {
+    #[serde(default)]
+    code: Option<i32>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn fail(input: Value) -> JobResult {
+    let input: FailInput = parse("fail", input)?;
+    let code = input.code.unwrap_or(Code::Internal.as_i32());
+    match Code::from_i32(code) {
+        Some(Code::Ok) | None => Err(JobError::invalid_input(
+            "fail",
+            format!("code {code} is not an error code (1-16)"),
+        )),
+        Some(code) => Err(JobError::new(
+            code,
+            input.message.unwrap_or_else(|| "failed as asked".into()),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpinInput {
+    iterations: u64,
+}
+
+/// Iterations per chunk of `spin`: between chunks the token is checked (about a millisecond).
+const SPIN_CHUNK: u64 = 200_000;
+
+/// CPU-bound work on the blocking pool, checking the token between chunks.
+async fn spin(input: Value, ctx: JobContext) -> JobResult {
+    let input: SpinInput = parse("spin", input)?;
+    let token = ctx.token();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut acc: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut done = 0;
+        while done < input.iterations {
+            if token.is_cancelled() {
+                return Err(JobError::Cancelled);
+            }
+            let n = SPIN_CHUNK.min(input.iterations - done);
+            for i in 0..n {
+                acc = (acc ^ (done + i)).wrapping_mul(0x100_0000_01B3).rotate_left(5);
+            }
+            done += n;
+        }
+        Ok(json!({ "iterations": input.iterations.to_string(), "checksum": acc.to_string() }))
+    });
+    work.await
+        .unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("spin panicked: {e}"))))
+}
