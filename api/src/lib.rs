@@ -1,1 +1,92 @@
+//! `lro-api`: Google's long-running operations API over HTTP/JSON, plus job submission. It
+//! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
+mod error;
+mod http;
+mod list;
+mod render;
+mod route;
+mod service;
+mod waiters;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lro_common::config::Connections;
+use lro_common::store::Store;
+use lro_common::topology::{self, Publisher, Topology};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES};
+pub use service::Service;
+
+/// How the api is set up.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub connections: Connections,
+    /// Longest a `:wait` call may block.
+    pub max_wait: Duration,
+}
+
+impl ApiConfig {
+    pub fn new(connections: Connections) -> Self {
+        Self {
+            connections,
+            max_wait: DEFAULT_MAX_WAIT,
+        }
+    }
+}
+
+/// The connected api, ready to serve.
+pub struct App {
+    service: Service,
+}
+
+impl App {
+    /// Connects to Redis and RabbitMQ and declares the topology.
+    pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
+        let c = &config.connections;
+        let store = Store::connect(&c.redis_url, &c.namespace)
+            .await
+            .with_context(|| format!("cannot reach redis at {}", c.redis_url))?;
+        let amqp = topology::connect(&c.amqp_url)
+            .await
+            .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
+        let publisher = Publisher::open(&amqp, Topology::new(&c.namespace))
+            .await
+            .context("cannot set up rabbitmq publishing")?;
+        Ok(Self {
+            service: Service {
+                store,
+                publisher,
+                waiters: waiters::Waiters::default(),
+                max_wait: config.max_wait,
+                _amqp: Arc::new(amqp),
+            },
+        })
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` fires.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let svc = self.service;
+        tokio::spawn(svc.waiters.clone().follow(
+            svc.store.client().clone(),
+            svc.store.keys().done_channel(),
+            shutdown.clone(),
+        ));
+        axum::serve(listener, http::router(svc))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}

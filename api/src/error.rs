@@ -1,0 +1,114 @@
+//! The one error type of the api, rendered as Google's error envelope (AIP-193):
+//! `{"error": {"code", "message", "status", "details": [ErrorInfo]}}`.
+//!
+//! Unexpected errors become an opaque INTERNAL, logged once here with their cause chain.
+
+use axum::response::{IntoResponse, Response};
+use lro_common::status::Code;
+use lro_common::store::StoreError;
+use serde_json::{Map, Value, json};
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "lro";
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to branch on.
+    pub reason: &'static str,
+    pub metadata: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reason,
+            metadata: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.to_owned(), Value::String(value.into()));
+        self
+    }
+
+    pub fn invalid(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, reason, message)
+    }
+
+    pub fn not_found(name: &str) -> Self {
+        Self::new(
+            Code::NotFound,
+            "OPERATION_NOT_FOUND",
+            format!("operation {name:?} not found"),
+        )
+        .with("name", name)
+    }
+
+    pub fn unavailable(what: &str, err: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %err, "{what} unavailable");
+        Self::new(
+            Code::Unavailable,
+            "BACKEND_UNAVAILABLE",
+            format!("{what} is unavailable; retry later"),
+        )
+        .with("backend", what)
+    }
+
+    /// An unexpected failure: logged with its cause chain, answered opaquely.
+    pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "internal error");
+        Self::new(Code::Internal, "INTERNAL", "internal error")
+    }
+
+    /// The envelope, as JSON.
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "code": self.code.http_status(),
+                "message": self.message,
+                "status": self.code.name(),
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.reason,
+                    "domain": ERROR_DOMAIN,
+                    "metadata": self.metadata,
+                }],
+            }
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::new(Code::NotFound, "OPERATION_NOT_FOUND", "operation not found"),
+            StoreError::Refused(r) => Self::new(Code::FailedPrecondition, "REFUSED", r.to_string()),
+            StoreError::Redis(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                Self::unavailable("redis", e)
+            }
+            StoreError::Contended(name) => Self::new(
+                Code::Aborted,
+                "CONTENDED",
+                format!("too many concurrent changes to {name}; retry"),
+            ),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        crate::http::json_response(self.code.http_status(), &self.body())
+    }
+}

@@ -1,0 +1,223 @@
+//! The HTTP/JSON transport: one router, thin handlers, request DTOs. Every answer, errors
+//! included, is JSON; every error uses the envelope of [`crate::error`].
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::list;
+use crate::render;
+use crate::route::{Route, no_route};
+use crate::service::{Service, Submit};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router(service: Service) -> Router {
+    Router::new()
+        .route("/v1/{*path}", any(dispatch))
+        .fallback(fallback)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(service)
+}
+
+async fn dispatch(
+    State(svc): State<Service>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Response {
+    let raw = uri.path().strip_prefix("/v1/").unwrap_or_default();
+    let result = match Route::parse(&method, raw) {
+        Ok(route) => handle(&svc, route, query.as_deref(), body).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(
+    svc: &Service,
+    route: Route,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let answer = match route {
+        Route::Submit(parent) => {
+            let b: SubmitBody = read_json(body, true).await?.unwrap_or_default();
+            let op = svc
+                .submit(Submit {
+                    parent,
+                    kind: b.kind,
+                    input: b.input,
+                    request_id: b.request_id,
+                    timeout: b.timeout,
+                })
+                .await?;
+            render::operation(&op)
+        }
+        Route::Get(name) => render::operation(&svc.get(&name).await?),
+        Route::List(parent) => {
+            let q = ListQuery::parse(query);
+            let size = list::page_size(q.page_size.as_deref())?;
+            let filter = q.filter.unwrap_or_default();
+            let (ops, next) = svc
+                .list(&parent, &filter, size, q.page_token.as_deref())
+                .await?;
+            let mut out = serde_json::Map::new();
+            if !ops.is_empty() {
+                out.insert(
+                    "operations".into(),
+                    ops.iter().map(render::operation).collect(),
+                );
+            }
+            if let Some(t) = next {
+                out.insert("nextPageToken".into(), t.into());
+            }
+            Value::Object(out)
+        }
+        Route::Delete(name) => {
+            svc.delete(&name).await?;
+            json!({})
+        }
+        Route::Cancel(name) => {
+            let b: NameBody = read_json(body, false).await?.unwrap_or_default();
+            check_body_name(b.name.as_deref(), name.as_str())?;
+            svc.cancel(&name).await?;
+            json!({})
+        }
+        Route::Wait(name) => {
+            let b: WaitBody = read_json(body, false).await?.unwrap_or_default();
+            check_body_name(b.name.as_deref(), name.as_str())?;
+            let timeout = b
+                .timeout
+                .as_deref()
+                .map(lro_common::time::parse_duration)
+                .transpose()
+                .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))?;
+            render::operation(&svc.wait(&name, timeout).await?)
+        }
+    };
+    Ok(json_response(200, &answer))
+}
+
+/// `POST …/jobs` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubmitBody {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default, alias = "request_id")]
+    request_id: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+/// `:cancel` body: empty, `{}` or `{"name"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `:wait` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+/// List query parameters, in camelCase or snake_case.
+#[derive(Debug, Default)]
+struct ListQuery {
+    filter: Option<String>,
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+impl ListQuery {
+    fn parse(raw: Option<&str>) -> Self {
+        let mut q = Self::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let v = Some(v.into_owned());
+            match k.as_ref() {
+                "filter" => q.filter = v,
+                "pageSize" | "page_size" => q.page_size = v,
+                "pageToken" | "page_token" => q.page_token = v,
+                // System parameters ($alt, fields, key, …) and unknown ones are ignored, as
+                // Google's front ends do for parameters a method does not use.
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError> {
+    match in_body {
+        Some(n) if !n.is_empty() && n != in_path => Err(ApiError::invalid(
+            "NAME_MISMATCH",
+            format!("body name {n:?} differs from the name in the path {in_path:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a JSON object body. An empty body is `None`, or an error when `required`.
+async fn read_json<T: DeserializeOwned>(body: Body, required: bool) -> Result<Option<T>, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::invalid(
+            "BODY_TOO_LARGE",
+            format!("request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
+        )
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return if required {
+            Err(ApiError::invalid("MISSING_BODY", "request body must be a JSON object"))
+        } else {
+            Ok(None)
+        };
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::invalid("INVALID_JSON", format!("invalid JSON body: {e}")))
+}
+
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn fallback(method: Method, uri: Uri) -> Response {
+    no_route(&method, uri.path()).into_response()
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    ApiError::new(lro_common::status::Code::Internal, "INTERNAL", "internal error").into_response()
+}
+
+/// How long a `:wait` may last at most unless configured otherwise.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);

@@ -1,0 +1,184 @@
+//! Listing: the filter subset (AIP-160) and opaque page tokens (AIP-158).
+//!
+//! Filter grammar: terms joined by ` AND `, each `field = value` with `field` one of `done`,
+//! `metadata.state`, `metadata.kind`; values may be quoted. A page token is the base64url of the
+//! last id returned plus the parent and filter it was made for; using it with another filter is an
+//! error, as AIP-158 asks.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lro_common::name::{Parent, check_segment};
+use lro_common::operation::{Operation, State};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// A parsed filter; every present field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    done: Option<bool>,
+    state: Option<State>,
+    kind: Option<String>,
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let bad = |msg: String| ApiError::invalid("INVALID_FILTER", msg);
+        let mut f = Filter::default();
+        if s.trim().is_empty() {
+            return Ok(f);
+        }
+        for term in s.split(" AND ") {
+            let (field, value) = term
+                .split_once('=')
+                .ok_or_else(|| bad(format!("filter term {term:?} is not field=value")))?;
+            let field = field.trim();
+            let value = unquote(value.trim())
+                .ok_or_else(|| bad(format!("filter value in {term:?} is badly quoted")))?;
+            match field {
+                "done" if f.done.is_none() => {
+                    f.done = Some(match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(format!("done must be true or false, not {value:?}"))),
+                    });
+                }
+                "metadata.state" if f.state.is_none() => {
+                    f.state = Some(State::parse(value).ok_or_else(|| {
+                        bad(format!(
+                            "unknown state {value:?}; states are {}",
+                            State::ALL.map(State::name).join(", ")
+                        ))
+                    })?);
+                }
+                "metadata.kind" if f.kind.is_none() => f.kind = Some(value.to_owned()),
+                "done" | "metadata.state" | "metadata.kind" => {
+                    return Err(bad(format!("field {field} appears twice in the filter")));
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "cannot filter on {field:?}: use done, metadata.state or metadata.kind"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn matches(&self, op: &Operation) -> bool {
+        self.done.is_none_or(|d| op.is_done() == d)
+            && self.state.is_none_or(|s| op.state() == s)
+            && self.kind.as_ref().is_none_or(|k| &op.kind == k)
+    }
+}
+
+fn unquote(v: &str) -> Option<&str> {
+    match v.strip_prefix('"') {
+        Some(rest) => rest.strip_suffix('"').filter(|inner| !inner.contains('"')),
+        None if v.contains('"') || v.is_empty() => None,
+        None => Some(v),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenBody {
+    /// The last id returned.
+    a: String,
+    /// The parent and filter the token belongs to.
+    p: String,
+    f: String,
+}
+
+/// Makes the token for the page after `after_id`.
+pub fn page_token(after_id: &str, parent: &Parent, filter: &str) -> String {
+    let body = TokenBody {
+        a: after_id.to_owned(),
+        p: parent.to_string(),
+        f: filter.to_owned(),
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Reads a token back: the id to continue after.
+pub fn read_page_token(token: &str, parent: &Parent, filter: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid("INVALID_PAGE_TOKEN", "page token is not valid");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let body: TokenBody = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    check_segment(&body.a).map_err(|_| bad())?;
+    if body.p != parent.as_str() || body.f != filter {
+        return Err(ApiError::invalid(
+            "INVALID_PAGE_TOKEN",
+            "page token was made for another parent or filter",
+        ));
+    }
+    Ok(body.a)
+}
+
+/// Reads `pageSize`: absent or 0 → default; above the maximum → the maximum; negative → error.
+pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_PAGE_SIZE);
+    };
+    let n: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::invalid("INVALID_PAGE_SIZE", format!("pageSize {raw:?} is not an integer")))?;
+    match n {
+        n if n < 0 => Err(ApiError::invalid(
+            "INVALID_PAGE_SIZE",
+            format!("pageSize must not be negative, got {n}"),
+        )),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok((n as u64).min(MAX_PAGE_SIZE as u64) as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_filter_subset() {
+        assert_eq!(Filter::parse("").unwrap(), Filter::default());
+        let f = Filter::parse(r#"done = false AND metadata.state=RUNNING AND metadata.kind="sleep""#)
+            .unwrap();
+        assert_eq!(f.done, Some(false));
+        assert_eq!(f.state, Some(State::Running));
+        assert_eq!(f.kind.as_deref(), Some("sleep"));
+        assert_eq!(Filter::parse(r#"metadata.state="CANCELLED""#).unwrap().state, Some(State::Cancelled));
+        for bad in [
+            "done",
+            "done=maybe",
+            "name=x",
+            "metadata.state=running",
+            "done=true AND done=false",
+            r#"metadata.kind="sleep"#,
+            "done=true and done=false",
+        ] {
+            assert!(Filter::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_bind_to_their_filter() {
+        let p = Parent::parse("projects/p").unwrap();
+        let t = page_token("abc", &p, "done=true");
+        assert_eq!(read_page_token(&t, &p, "done=true").unwrap(), "abc");
+        assert!(read_page_token(&t, &p, "").is_err());
+        assert!(read_page_token(&t, &Parent::root(), "done=true").is_err());
+        assert!(read_page_token("garbage!", &p, "").is_err());
+        assert!(read_page_token("Zm9v", &p, "").is_err());
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(Some("0")).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(Some("7")).unwrap(), 7);
+        assert_eq!(page_size(Some("5000")).unwrap(), MAX_PAGE_SIZE);
+        assert!(page_size(Some("-1")).is_err());
+        assert!(page_size(Some("x")).is_err());
+    }
+}

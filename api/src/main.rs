@@ -1,0 +1,55 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use lro_api::{ApiConfig, App};
+use lro_common::config::Connections;
+use tokio_util::sync::CancellationToken;
+
+/// Google's long-running operations API over HTTP/JSON, plus job submission.
+#[derive(Parser)]
+#[command(name = "lro-api", version)]
+struct Args {
+    #[command(flatten)]
+    connections: Connections,
+    /// Listen address; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "LRO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: String,
+    /// Longest a `:wait` call blocks, e.g. "60s".
+    #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
+    max_wait: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    lro_common::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("lro-api: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let app = App::connect(ApiConfig {
+        connections: args.connections,
+        max_wait: args.max_wait,
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind(&args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("lro-api listening on http://{addr}");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
+    app.serve(listener, shutdown).await.context("http server failed")
+}

@@ -1,0 +1,157 @@
+//! Maps a method and a raw `/v1/...` path to one of the contract's routes.
+//!
+//! The custom verb is split off at the last `:` of the last raw segment (before decoding), then
+//! each segment is percent-decoded and checked; a segment that does not fit the name rules is a
+//! 400, a path that fits no route a 404.
+
+use axum::http::Method;
+use lro_common::name::{OperationName, Parent, check_segment};
+use percent_encoding::percent_decode_str;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Submit(Parent),
+    List(Parent),
+    Get(OperationName),
+    Delete(OperationName),
+    Cancel(OperationName),
+    Wait(OperationName),
+}
+
+impl Route {
+    /// `raw` is the path after `/v1/`, still percent-encoded.
+    pub fn parse(method: &Method, raw: &str) -> Result<Self, ApiError> {
+        let last_start = raw.rfind('/').map_or(0, |i| i + 1);
+        let (path, verb) = match raw[last_start..].rfind(':') {
+            Some(i) => (&raw[..last_start + i], Some(&raw[last_start + i + 1..])),
+            None => (raw, None),
+        };
+        let segments = path
+            .split('/')
+            .map(|s| {
+                let decoded = percent_decode_str(s).decode_utf8().map_err(|_| {
+                    ApiError::invalid("INVALID_NAME", format!("path segment {s:?} is not UTF-8"))
+                })?;
+                check_segment(&decoded)
+                    .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+                Ok(decoded.into_owned())
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let n = segments.len();
+        let last = segments[n - 1].as_str();
+        let is_name = n % 2 == 0 && segments[n - 2] == "operations";
+        let name = || {
+            OperationName::from_segments(&segments)
+                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
+        };
+        let parent = || {
+            Parent::from_segments(&segments[..n - 1])
+                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
+        };
+        let route = match (method, verb) {
+            (&Method::POST, None) if n % 2 == 1 && last == "jobs" => Route::Submit(parent()?),
+            (&Method::GET, None) if n % 2 == 1 && last == "operations" => Route::List(parent()?),
+            (&Method::GET, None) if is_name => Route::Get(name()?),
+            (&Method::DELETE, None) if is_name => Route::Delete(name()?),
+            (&Method::POST, Some("cancel")) if is_name => Route::Cancel(name()?),
+            (&Method::POST, Some("wait")) if is_name => Route::Wait(name()?),
+            _ => return Err(no_route(method, &format!("/v1/{raw}"))),
+        };
+        Ok(route)
+    }
+}
+
+/// The answer for a method and path that match no route (Google's front ends answer 404 too).
+/// `path` is the full request path.
+pub fn no_route(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        lro_common::status::Code::NotFound,
+        "NO_SUCH_METHOD",
+        format!("no method {method} {path}"),
+    )
+    .with("method", method.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(m: Method, p: &str) -> Result<Route, ApiError> {
+        Route::parse(&m, p)
+    }
+
+    #[test]
+    fn routes_every_contract_path() {
+        let name = |s| OperationName::parse(s).unwrap();
+        assert_eq!(
+            parse(Method::POST, "jobs").unwrap(),
+            Route::Submit(Parent::root())
+        );
+        assert_eq!(
+            parse(Method::POST, "projects/p/jobs").unwrap(),
+            Route::Submit(Parent::parse("projects/p").unwrap())
+        );
+        assert_eq!(
+            parse(Method::GET, "operations").unwrap(),
+            Route::List(Parent::root())
+        );
+        assert_eq!(
+            parse(Method::GET, "a/b/c/d/operations").unwrap(),
+            Route::List(Parent::parse("a/b/c/d").unwrap())
+        );
+        assert_eq!(
+            parse(Method::GET, "operations/x").unwrap(),
+            Route::Get(name("operations/x"))
+        );
+        assert_eq!(
+            parse(Method::DELETE, "projects/p/operations/x").unwrap(),
+            Route::Delete(name("projects/p/operations/x"))
+        );
+        assert_eq!(
+            parse(Method::POST, "projects/p/operations/x:cancel").unwrap(),
+            Route::Cancel(name("projects/p/operations/x"))
+        );
+        assert_eq!(
+            parse(Method::POST, "operations/x:wait").unwrap(),
+            Route::Wait(name("operations/x"))
+        );
+        assert_eq!(
+            parse(Method::GET, "operations/a%2Db").unwrap(),
+            Route::Get(name("operations/a-b"))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_segments_with_400_and_unknown_routes_with_404() {
+        for bad in [
+            "operations/%2E%2E",
+            "operations/..",
+            "operations/a%20b",
+            "operations/a%2Fb",
+            "operations/",
+            "projects//operations/x",
+        ] {
+            let e = parse(Method::GET, bad).unwrap_err();
+            assert_eq!(e.code.http_status(), 400, "{bad}");
+        }
+        for unknown in [
+            "nothing",
+            "operations/x:frob",
+            "operations/x/y",
+            "projects/p/jobs/x",
+        ] {
+            let e = parse(Method::GET, unknown).unwrap_err();
+            assert_eq!(e.code.http_status(), 404, "{unknown}");
+        }
+        assert_eq!(
+            parse(Method::PUT, "operations/x").unwrap_err().code.http_status(),
+            404
+        );
+        assert_eq!(
+            parse(Method::GET, "operations/x:cancel").unwrap_err().code.http_status(),
+            404
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! The operations service: one function per method of google.longrunning.Operations plus job
+//! submission, independent of transport (the HTTP layer calls these; a gRPC layer would too).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lro_common::kinds::{self, KindInfo};
+use lro_common::name::{OperationName, Parent};
+use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
+use lro_common::status::Code;
+use lro_common::store::{Created, Store, StoreError};
+use lro_common::time::now_millis;
+use lro_common::topology::Publisher;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::list::{self, Filter};
+use crate::waiters::Waiters;
+
+/// The most operations one list call reads from the index while filtering, before it returns a
+/// short page with a token to go on from (AIP-158 allows short pages).
+const LIST_SCAN_LIMIT: usize = 10_000;
+/// Longest accepted request id.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// State shared by every request: cheap handles only.
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) store: Store,
+    pub(crate) publisher: Publisher,
+    pub(crate) waiters: Waiters,
+    pub(crate) max_wait: Duration,
+    /// Keeps the AMQP connection open as long as the service lives.
+    pub(crate) _amqp: Arc<lapin::Connection>,
+}
+
+/// A job submission, already shaped but not yet validated.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    pub parent: Parent,
+    pub kind: String,
+    pub input: Option<Value>,
+    pub request_id: Option<String>,
+    pub timeout: Option<String>,
+}
+
+impl Service {
+    pub async fn submit(&self, req: Submit) -> Result<Operation, ApiError> {
+        let kind = self.kind(&req.kind).await?;
+        let input = match req.input {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return Err(ApiError::invalid("INVALID_INPUT", "input must be a JSON object"));
+            }
+        };
+        if let Some(r) = &req.request_id {
+            let ok = !r.is_empty()
+                && r.len() <= MAX_REQUEST_ID_LEN
+                && r.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(ApiError::invalid(
+                    "INVALID_REQUEST_ID",
+                    format!("requestId must be 1-{MAX_REQUEST_ID_LEN} printable ASCII characters"),
+                ));
+            }
+        }
+        let timeout_ms = match &req.timeout {
+            None => None,
+            Some(t) => {
+                let d = lro_common::time::parse_duration(t)
+                    .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))?;
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                if ms == 0 {
+                    return Err(ApiError::invalid(
+                        "INVALID_TIMEOUT",
+                        "timeout must be at least 1ms",
+                    ));
+                }
+                Some(ms)
+            }
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let name = req
+            .parent
+            .operation(&id)
+            .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+        let op = Operation::new(
+            NewOperation {
+                name,
+                kind: kind.name,
+                input,
+                cancellable: kind.cancellable,
+                request_id: req.request_id,
+                timeout_ms,
+            },
+            now_millis(),
+        );
+        match self.store.create(&op).await? {
+            Created::Existing(existing) => self.get(&existing).await,
+            Created::New => {
+                if let Err(e) = self.publisher.publish_job(&op.name).await {
+                    // Not on the queue: take the record back so nothing accepted is left stranded.
+                    if let Err(undo) = self.store.delete(&op.name).await {
+                        tracing::error!(operation = %op.name, error = %undo, "could not undo unpublished submit");
+                    }
+                    return Err(ApiError::unavailable("rabbitmq", e));
+                }
+                Ok(op)
+            }
+        }
+    }
+
+    async fn kind(&self, name: &str) -> Result<KindInfo, ApiError> {
+        if let Some(k) = kinds::builtin().into_iter().find(|k| k.name == name) {
+            return Ok(k);
+        }
+        if name.is_empty() {
+            return Err(ApiError::invalid("MISSING_KIND", "kind is required"));
+        }
+        let registered = self.store.registered_kinds().await?;
+        registered.get(name).cloned().ok_or_else(|| {
+            let mut known: Vec<String> = kinds::builtin()
+                .into_iter()
+                .map(|k| k.name)
+                .chain(registered.into_keys())
+                .collect();
+            known.sort();
+            known.dedup();
+            ApiError::invalid(
+                "UNKNOWN_KIND",
+                format!("unknown job kind {name:?}; known kinds: {}", known.join(", ")),
+            )
+            .with("kind", name)
+        })
+    }
+
+    pub async fn get(&self, name: &OperationName) -> Result<Operation, ApiError> {
+        self.store.get(name).await.map_err(|e| not_found_as(e, name))
+    }
+
+    /// One page of operations under `parent`, and the token of the next page if there is one.
+    pub async fn list(
+        &self,
+        parent: &Parent,
+        filter_text: &str,
+        page_size: usize,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<Operation>, Option<String>), ApiError> {
+        let filter = Filter::parse(filter_text)?;
+        let mut after = match page_token {
+            Some(t) if !t.is_empty() => Some(list::read_page_token(t, parent, filter_text)?),
+            _ => None,
+        };
+        let mut page = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let batch = (page_size + 1 - page.len()).clamp(50, 1000);
+            let ids = self.store.index_page(parent, after.as_deref(), batch).await?;
+            for op in self.store.get_many(parent, &ids).await? {
+                if !filter.matches(&op) {
+                    continue;
+                }
+                if page.len() == page_size {
+                    let last: &Operation = &page[page.len() - 1];
+                    let token = list::page_token(last.name.id(), parent, filter_text);
+                    return Ok((page, Some(token)));
+                }
+                page.push(op);
+            }
+            scanned += ids.len();
+            match ids.last() {
+                Some(last) if ids.len() == batch => {
+                    if scanned >= LIST_SCAN_LIMIT {
+                        return Ok((page, Some(list::page_token(last, parent, filter_text))));
+                    }
+                    after = Some(last.clone());
+                }
+                _ => return Ok((page, None)),
+            }
+        }
+    }
+
+    pub async fn delete(&self, name: &OperationName) -> Result<(), ApiError> {
+        if self.store.delete(name).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(name.as_str()))
+        }
+    }
+
+    /// Records the cancel in Redis first, then tells the worker running it. A lost message delays
+    /// the cancel (the worker re-checks Redis) but never loses it, so a failed publish still
+    /// answers OK.
+    pub async fn cancel(&self, name: &OperationName) -> Result<(), ApiError> {
+        let (_, effect) = self
+            .store
+            .update(name, |op| op.request_cancel(now_millis()))
+            .await
+            .map_err(|e| match e {
+                StoreError::Refused(Refused::NotCancellable(kind)) => ApiError::new(
+                    Code::Unimplemented,
+                    "NOT_CANCELLABLE",
+                    format!("operations of kind {kind:?} cannot be cancelled"),
+                )
+                .with("kind", kind),
+                e => not_found_as(e, name),
+            })?;
+        if let CancelEffect::Requested { worker, attempt } = effect {
+            if let Err(e) = self.publisher.publish_cancel(&worker, name, attempt).await {
+                tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers as soon as the operation is done, or with its current state when `timeout`
+    /// (capped by the server's maximum) runs out.
+    pub async fn wait(
+        &self,
+        name: &OperationName,
+        timeout: Option<Duration>,
+    ) -> Result<Operation, ApiError> {
+        let timeout = timeout.map_or(self.max_wait, |t| t.min(self.max_wait));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let notify = self.waiters.watch(name.as_str());
+        loop {
+            // Armed before the read, so a change between the read and the await still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let op = self.get(name).await?;
+            if op.is_done() {
+                return Ok(op);
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(deadline) => return self.get(name).await,
+            }
+        }
+    }
+}
+
+fn not_found_as(e: StoreError, name: &OperationName) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(name.as_str()),
+        e => e.into(),
+    }
+}
