@@ -31,7 +31,8 @@ impl ApiError {
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.to_owned(), Value::String(value.into()));
+        self.metadata
+            .insert(key.to_owned(), Value::String(value.into()));
         self
     }
 
@@ -92,9 +93,16 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Self::new(Code::NotFound, "OPERATION_NOT_FOUND", "operation not found"),
+            StoreError::NotFound => {
+                Self::new(Code::NotFound, "OPERATION_NOT_FOUND", "operation not found")
+            }
             StoreError::Refused(r) => Self::new(Code::FailedPrecondition, "REFUSED", r.to_string()),
-            StoreError::Redis(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            StoreError::Redis(e)
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
+            {
                 Self::unavailable("redis", e)
             }
             StoreError::Contended(name) => Self::new(

@@ -181,15 +181,20 @@ fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError>
 
 /// Reads a JSON object body. An empty body is `None`, or an error when `required`.
 async fn read_json<T: DeserializeOwned>(body: Body, required: bool) -> Result<Option<T>, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::invalid(
-            "BODY_TOO_LARGE",
-            format!("request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
-        )
-    })?;
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::invalid(
+                "BODY_TOO_LARGE",
+                format!("request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
+            )
+        })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return if required {
-            Err(ApiError::invalid("MISSING_BODY", "request body must be a JSON object"))
+            Err(ApiError::invalid(
+                "MISSING_BODY",
+                "request body must be a JSON object",
+            ))
         } else {
             Ok(None)
         };
@@ -216,7 +221,12 @@ async fn fallback(method: Method, uri: Uri) -> Response {
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
-    ApiError::new(lro_common::status::Code::Internal, "INTERNAL", "internal error").into_response()
+    ApiError::new(
+        lro_common::status::Code::Internal,
+        "INTERNAL",
+        "internal error",
+    )
+    .into_response()
 }
 
 /// How long a `:wait` may last at most unless configured otherwise.

@@ -70,7 +70,11 @@ impl App {
     }
 
     /// Serves HTTP on `listener` until `shutdown` fires.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let svc = self.service;
         tokio::spawn(svc.waiters.clone().follow(
             svc.store.client().clone(),

@@ -122,9 +122,12 @@ pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {
         return Ok(DEFAULT_PAGE_SIZE);
     };
-    let n: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("INVALID_PAGE_SIZE", format!("pageSize {raw:?} is not an integer")))?;
+    let n: i64 = raw.parse().map_err(|_| {
+        ApiError::invalid(
+            "INVALID_PAGE_SIZE",
+            format!("pageSize {raw:?} is not an integer"),
+        )
+    })?;
     match n {
         n if n < 0 => Err(ApiError::invalid(
             "INVALID_PAGE_SIZE",
@@ -142,12 +145,18 @@ mod tests {
     #[test]
     fn parses_the_filter_subset() {
         assert_eq!(Filter::parse("").unwrap(), Filter::default());
-        let f = Filter::parse(r#"done = false AND metadata.state=RUNNING AND metadata.kind="sleep""#)
-            .unwrap();
+        let f =
+            Filter::parse(r#"done = false AND metadata.state=RUNNING AND metadata.kind="sleep""#)
+                .unwrap();
         assert_eq!(f.done, Some(false));
         assert_eq!(f.state, Some(State::Running));
         assert_eq!(f.kind.as_deref(), Some("sleep"));
-        assert_eq!(Filter::parse(r#"metadata.state="CANCELLED""#).unwrap().state, Some(State::Cancelled));
+        assert_eq!(
+            Filter::parse(r#"metadata.state="CANCELLED""#)
+                .unwrap()
+                .state,
+            Some(State::Cancelled)
+        );
         for bad in [
             "done",
             "done=maybe",

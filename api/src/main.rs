@@ -28,8 +28,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     if let Err(e) = run(Args::parse()).await {
@@ -51,5 +50,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("lro-api listening on http://{addr}");
     let shutdown = CancellationToken::new();
     tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
-    app.serve(listener, shutdown).await.context("http server failed")
+    app.serve(listener, shutdown)
+        .await
+        .context("http server failed")
 }

@@ -146,11 +146,17 @@ mod tests {
             assert_eq!(e.code.http_status(), 404, "{unknown}");
         }
         assert_eq!(
-            parse(Method::PUT, "operations/x").unwrap_err().code.http_status(),
+            parse(Method::PUT, "operations/x")
+                .unwrap_err()
+                .code
+                .http_status(),
             404
         );
         assert_eq!(
-            parse(Method::GET, "operations/x:cancel").unwrap_err().code.http_status(),
+            parse(Method::GET, "operations/x:cancel")
+                .unwrap_err()
+                .code
+                .http_status(),
             404
         );
     }

@@ -51,7 +51,10 @@ impl Service {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => v,
             Some(_) => {
-                return Err(ApiError::invalid("INVALID_INPUT", "input must be a JSON object"));
+                return Err(ApiError::invalid(
+                    "INVALID_INPUT",
+                    "input must be a JSON object",
+                ));
             }
         };
         if let Some(r) = &req.request_id {
@@ -129,14 +132,20 @@ impl Service {
             known.dedup();
             ApiError::invalid(
                 "UNKNOWN_KIND",
-                format!("unknown job kind {name:?}; known kinds: {}", known.join(", ")),
+                format!(
+                    "unknown job kind {name:?}; known kinds: {}",
+                    known.join(", ")
+                ),
             )
             .with("kind", name)
         })
     }
 
     pub async fn get(&self, name: &OperationName) -> Result<Operation, ApiError> {
-        self.store.get(name).await.map_err(|e| not_found_as(e, name))
+        self.store
+            .get(name)
+            .await
+            .map_err(|e| not_found_as(e, name))
     }
 
     /// One page of operations under `parent`, and the token of the next page if there is one.
@@ -156,7 +165,10 @@ impl Service {
         let mut scanned = 0;
         loop {
             let batch = (page_size + 1 - page.len()).clamp(50, 1000);
-            let ids = self.store.index_page(parent, after.as_deref(), batch).await?;
+            let ids = self
+                .store
+                .index_page(parent, after.as_deref(), batch)
+                .await?;
             for op in self.store.get_many(parent, &ids).await? {
                 if !filter.matches(&op) {
                     continue;
@@ -206,10 +218,10 @@ impl Service {
                 .with("kind", kind),
                 e => not_found_as(e, name),
             })?;
-        if let CancelEffect::Requested { worker, attempt } = effect {
-            if let Err(e) = self.publisher.publish_cancel(&worker, name, attempt).await {
-                tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
-            }
+        if let CancelEffect::Requested { worker, attempt } = effect
+            && let Err(e) = self.publisher.publish_cancel(&worker, name, attempt).await
+        {
+            tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
         }
         Ok(())
     }

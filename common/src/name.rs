@@ -15,11 +15,15 @@ pub const MAX_NAME_LEN: usize = 512;
 /// Why a name was refused; the message is shown to users as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("name segment {0:?} is not allowed: segments are 1-{MAX_SEGMENT_LEN} characters of A-Z a-z 0-9 - . _ ~ @ and never \".\" or \"..\"")]
+    #[error(
+        "name segment {0:?} is not allowed: segments are 1-{MAX_SEGMENT_LEN} characters of A-Z a-z 0-9 - . _ ~ @ and never \".\" or \"..\""
+    )]
     BadSegment(String),
     #[error("name is longer than {MAX_NAME_LEN} characters")]
     TooLong,
-    #[error("{0:?} is not an operation name: expected operations/{{id}} or {{collection}}/{{id}}/.../operations/{{id}}")]
+    #[error(
+        "{0:?} is not an operation name: expected operations/{{id}} or {{collection}}/{{id}}/.../operations/{{id}}"
+    )]
     Shape(String),
     #[error("{0:?} is not a parent: expected an even number of segments, collection/id pairs")]
     ParentShape(String),
@@ -56,8 +60,12 @@ impl Parent {
 
     /// Parses decoded segments (`["projects", "p"]`); an empty slice is the root.
     pub fn from_segments<S: AsRef<str>>(segments: &[S]) -> Result<Self, NameError> {
-        let joined = segments.iter().map(AsRef::as_ref).collect::<Vec<_>>().join("/");
-        if segments.len() % 2 != 0 {
+        let joined = segments
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join("/");
+        if !segments.len().is_multiple_of(2) {
             return Err(NameError::ParentShape(joined));
         }
         for s in segments {
@@ -122,8 +130,12 @@ impl OperationName {
     /// Parses decoded segments ending in `operations/{id}`.
     pub fn from_segments<S: AsRef<str>>(segments: &[S]) -> Result<Self, NameError> {
         let n = segments.len();
-        if n < 2 || n % 2 != 0 || segments[n - 2].as_ref() != "operations" {
-            let joined = segments.iter().map(AsRef::as_ref).collect::<Vec<_>>().join("/");
+        if n < 2 || !n.is_multiple_of(2) || segments[n - 2].as_ref() != "operations" {
+            let joined = segments
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join("/");
             return Err(NameError::Shape(joined));
         }
         Parent::from_segments(&segments[..n - 2])?.operation(segments[n - 1].as_ref())
@@ -198,7 +210,10 @@ mod tests {
             "operations/a{b}",
             "projects//operations/a",
         ] {
-            assert!(OperationName::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                OperationName::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         let long = format!("operations/{}", "a".repeat(MAX_SEGMENT_LEN + 1));
         assert!(OperationName::parse(&long).is_err());

@@ -512,7 +512,10 @@ mod tests {
         let mut o = running();
         o.hand_back(1, 3).unwrap();
         assert_eq!(o.state(), State::Queued);
-        assert_eq!(o.finish(1, Terminal::Cancelled, 4), Err(Refused::NotRunning));
+        assert_eq!(
+            o.finish(1, Terminal::Cancelled, 4),
+            Err(Refused::NotRunning)
+        );
         assert_eq!(o.start("w2", 5).unwrap().attempt, 2);
         // A cancel after the hand-back finishes it at once.
         o.hand_back(2, 6).unwrap();

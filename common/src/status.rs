@@ -49,7 +49,10 @@ impl Code {
 
     /// The code with this number, if it is one of the 17.
     pub fn from_i32(n: i32) -> Option<Self> {
-        usize::try_from(n).ok().and_then(|i| Self::ALL.get(i)).copied()
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Self::ALL.get(i))
+            .copied()
     }
 
     pub fn as_i32(self) -> i32 {

@@ -60,7 +60,11 @@ impl Keys {
     }
 
     fn tag(parent: &Parent) -> &str {
-        if parent.is_root() { "-" } else { parent.as_str() }
+        if parent.is_root() {
+            "-"
+        } else {
+            parent.as_str()
+        }
     }
 
     pub fn op(&self, name: &OperationName) -> String {
@@ -199,15 +203,15 @@ impl Store {
             .await?;
         match existing {
             None => Ok(Created::New),
-            Some(name) => Ok(Created::Existing(
-                OperationName::parse(&name).map_err(|e| {
+            Some(name) => Ok(Created::Existing(OperationName::parse(&name).map_err(
+                |e| {
                     redis::RedisError::from((
                         redis::ErrorKind::UnexpectedReturnType,
                         "bad stored name",
                         e.to_string(),
                     ))
-                })?,
-            )),
+                },
+            )?)),
         }
     }
 

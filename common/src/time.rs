@@ -17,7 +17,7 @@ pub fn now_millis() -> Millis {
 /// A `google.protobuf.Timestamp` in its JSON form, e.g. `2026-11-24T10:00:00.123Z`.
 pub fn timestamp_json(ms: Millis) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         humantime::format_rfc3339_seconds(t).to_string()
     } else {
         humantime::format_rfc3339_millis(t).to_string()
@@ -88,7 +88,17 @@ mod tests {
             assert_eq!(duration_json(d), s);
         }
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "s", "5", "-1s", "1.s", ".5s", "1.0000000001s", "abc", "5m"] {
+        for bad in [
+            "",
+            "s",
+            "5",
+            "-1s",
+            "1.s",
+            ".5s",
+            "1.0000000001s",
+            "abc",
+            "5m",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

@@ -85,7 +85,11 @@ impl Topology {
     }
 
     /// Declares a worker's own cancel queue, bound by its id.
-    pub async fn declare_worker(&self, channel: &Channel, worker_id: &str) -> Result<String, AmqpError> {
+    pub async fn declare_worker(
+        &self,
+        channel: &Channel,
+        worker_id: &str,
+    ) -> Result<String, AmqpError> {
         let queue = self.cancel_queue(worker_id);
         channel
             .queue_declare(
@@ -185,9 +189,7 @@ impl Publisher {
             .await?;
         match confirm {
             lapin::Confirmation::Ack(None) => Ok(()),
-            lapin::Confirmation::Ack(Some(_)) => {
-                Err(AmqpError::Unroutable(routing_key.to_owned()))
-            }
+            lapin::Confirmation::Ack(Some(_)) => Err(AmqpError::Unroutable(routing_key.to_owned())),
             lapin::Confirmation::Nack(_) => Err(AmqpError::Nacked),
             lapin::Confirmation::NotRequested => Ok(()),
         }

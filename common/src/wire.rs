@@ -105,7 +105,8 @@ mod tests {
         op.start("w", 2).unwrap();
         op.request_cancel(3).unwrap();
         check(&op);
-        op.finish(1, Terminal::Succeeded(json!({"a": 1})), 4).unwrap();
+        op.finish(1, Terminal::Succeeded(json!({"a": 1})), 4)
+            .unwrap();
         check(&op);
     }
 

@@ -41,7 +41,11 @@ struct SleepInput {
 /// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token
 /// fires, unless it is the uninterruptible kind, which ignores its token.
 async fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> JobResult {
-    let kind = if interruptible { "sleep" } else { "uninterruptible" };
+    let kind = if interruptible {
+        "sleep"
+    } else {
+        "uninterruptible"
+    };
     let input: SleepInput = parse(kind, input)?;
     let total = match input.duration.as_deref() {
         Some(d) => parse_duration(d).map_err(|e| JobError::invalid_input(kind, e))?,
@@ -62,7 +66,8 @@ async fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> JobResult 
         } else {
             tokio::time::sleep(step).await;
         }
-        ctx.progress(i * 100 / steps, format!("step {i} of {steps}")).await;
+        ctx.progress(i * 100 / steps, format!("step {i} of {steps}"))
+            .await;
     }
     Ok(json!({ "slept": duration_json(total) }))
 }
@@ -113,7 +118,9 @@ async fn spin(input: Value, ctx: JobContext) -> JobResult {
             }
             let n = SPIN_CHUNK.min(input.iterations - done);
             for i in 0..n {
-                acc = (acc ^ (done + i)).wrapping_mul(0x100_0000_01B3).rotate_left(5);
+                acc = (acc ^ (done + i))
+                    .wrapping_mul(0x100_0000_01B3)
+                    .rotate_left(5);
             }
             done += n;
         }

@@ -118,7 +118,8 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     if started.cancel_requested {
         stop.fire(CancelReason::User);
     }
-    let span = tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %op.kind);
+    let span =
+        tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %op.kind);
     async {
         tracing::debug!("started");
         let outcome = run_job(&shared, &op, started.attempt, &stop).await;
@@ -152,12 +153,8 @@ async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> 
         }
         None => job.await,
     };
-    let result: JobResult = joined.unwrap_or_else(|e| {
-        Err(JobError::new(
-            Code::Internal,
-            format!("job panicked: {e}"),
-        ))
-    });
+    let result: JobResult =
+        joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
     decide(result, stop.reason(), op.timeout_ms)
 }
 
@@ -234,7 +231,10 @@ async fn ack_or_requeue(delivery: &Delivery, settle: Settle) {
     };
     match result {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(?settle, "delivery from a closed channel: it will be redelivered"),
+        Ok(false) => tracing::warn!(
+            ?settle,
+            "delivery from a closed channel: it will be redelivered"
+        ),
         Err(e) => tracing::warn!(?settle, error = %e, "could not settle delivery"),
     }
 }

@@ -47,7 +47,10 @@ impl JobError {
     }
 
     pub fn invalid_input(kind: &str, err: impl std::fmt::Display) -> Self {
-        Self::new(Code::InvalidArgument, format!("bad input for kind {kind}: {err}"))
+        Self::new(
+            Code::InvalidArgument,
+            format!("bad input for kind {kind}: {err}"),
+        )
     }
 }
 

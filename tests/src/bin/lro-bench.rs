@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lro_tests::{Summary, System};
 use lro_worker::{JobError, Kinds};
@@ -31,7 +33,10 @@ async fn main() -> anyhow::Result<()> {
     let amqp = amqp_floor(1000).await?;
     let (token, cancelled) = cancel_latency(n).await?;
     let floor = redis.p50 + amqp.p50;
-    println!("{:<44} {:>5} {:>9} {:>9} {:>9} {:>9}", "figure (ms)", "n", "p50", "p99", "min", "max");
+    println!(
+        "{:<44} {:>5} {:>9} {:>9} {:>9} {:>9}",
+        "figure (ms)", "n", "p50", "p99", "min", "max"
+    );
     for (label, s) in [
         ("floor: redis round trip (PING)", redis),
         ("floor: amqp publish -> consume", amqp),
@@ -157,7 +162,10 @@ async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
     let (mut to_token, mut to_cancelled) = (Vec::new(), Vec::new());
     for name in &names {
         let t0 = Instant::now();
-        let resp = http.post(system.url(&format!("{name}:cancel"))).send().await?;
+        let resp = http
+            .post(system.url(&format!("{name}:cancel")))
+            .send()
+            .await?;
         if !resp.status().is_success() {
             bail!("cancel of {name} answered {}", resp.status());
         }
@@ -180,5 +188,8 @@ async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
 
 async fn state(http: &reqwest::Client, system: &System, name: &str) -> anyhow::Result<String> {
     let op: Value = http.get(system.url(name)).send().await?.json().await?;
-    Ok(op["metadata"]["state"].as_str().unwrap_or_default().to_owned())
+    Ok(op["metadata"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
