@@ -40,36 +40,52 @@ pub fn duration_json(d: Duration) -> String {
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a non-negative duration like \"10s\" or \"1.5s\"")]
+#[error("{0:?} is not a non-negative duration like \"10s\", \"1.5s\", \"250ms\", \"2m\" or \"1h\"")]
 pub struct DurationError(pub String);
 
-/// Parses a `google.protobuf.Duration` JSON string. Negative durations are refused: every duration
-/// the API takes (timeouts) must be non-negative.
+/// Parses a duration: the `google.protobuf.Duration` JSON form (`"1.5s"`), and for people typing
+/// them by hand the same decimal number with `ms`, `m` or `h`. Negative durations are refused:
+/// every duration the API takes (timeouts, sleeps) must be non-negative.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    const NANOS: u128 = 1_000_000_000;
     let err = || DurationError(s.to_owned());
-    let body = s.strip_suffix('s').ok_or_else(err)?;
-    let (whole, frac) = match body.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (body, ""),
-    };
+    let (number, unit_nanos) = [
+        ("ms", NANOS / 1000),
+        ("s", NANOS),
+        ("m", 60 * NANOS),
+        ("h", 3600 * NANOS),
+    ]
+    .into_iter()
+    .find_map(|(suffix, unit)| s.strip_suffix(suffix).map(|n| (n, unit)))
+    .ok_or_else(err)?;
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
     let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 9 {
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(frac)
+        || frac.len() > 9
+        || number.ends_with('.')
+    {
         return Err(err());
     }
-    if body.ends_with('.') {
-        return Err(err());
-    }
-    // 315,576,000,000 s is proto's upper bound for Duration.
-    let secs: u64 = whole.parse().map_err(|_| err())?;
-    if secs > 315_576_000_000 {
-        return Err(err());
-    }
-    let nanos: u32 = if frac.is_empty() {
+    let whole: u128 = whole.parse().map_err(|_| err())?;
+    let frac: u128 = if frac.is_empty() {
         0
     } else {
         format!("{frac:0<9}").parse().map_err(|_| err())?
     };
-    Ok(Duration::new(secs, nanos))
+    // `number` in units of 1e-9, times the unit, is nanoseconds.
+    let nanos = (whole * NANOS + frac)
+        .checked_mul(unit_nanos)
+        .ok_or_else(err)?
+        / NANOS;
+    // 315,576,000,000 s is proto's upper bound for Duration.
+    if nanos > 315_576_000_000 * NANOS {
+        return Err(err());
+    }
+    let secs = u64::try_from(nanos / NANOS).map_err(|_| err())?;
+    let sub = u32::try_from(nanos % NANOS).map_err(|_| err())?;
+    Ok(Duration::new(secs, sub))
 }
 
 #[cfg(test)]
@@ -87,7 +103,16 @@ mod tests {
             assert_eq!(parse_duration(s).unwrap(), d);
             assert_eq!(duration_json(d), s);
         }
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for (s, d) in [
+            ("1.5s", Duration::from_millis(1500)),
+            ("250ms", Duration::from_millis(250)),
+            ("0.5ms", Duration::from_micros(500)),
+            ("2m", Duration::from_secs(120)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
+        }
         for bad in [
             "",
             "s",
@@ -97,7 +122,12 @@ mod tests {
             ".5s",
             "1.0000000001s",
             "abc",
-            "5m",
+            "5x",
+            "ms",
+            "1.5.5s",
+            "1 s",
+            "315576000001s",
+            "99999999999999999999999999h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }

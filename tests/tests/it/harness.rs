@@ -1,0 +1,354 @@
+//! What every test stands on: a fresh system (api in this process, real Redis and RabbitMQ, a
+//! namespace of its own), a typed HTTP client, and a probe kind that reports what a job saw.
+//!
+//! Nothing here sleeps to synchronise: tests wait on the thing itself (a `:wait` call, a probe
+//! event), each bounded by a deadline so that a broken system fails the test instead of hanging it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lro_tests::System;
+use lro_worker::{CancelReason, JobContext, JobError, JobResult, Kinds};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single step of a test may take before it counts as a failure.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An api with no workers yet, in a fresh namespace.
+pub struct Env {
+    pub sys: System,
+    pub api: Api,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        let sys = System::start("t").await.expect("api starts");
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", sys.addr),
+        };
+        Self { sys, api }
+    }
+
+    /// An api and one worker running a probe's kinds.
+    pub async fn with_worker(concurrency: u16) -> (Self, Probe) {
+        let mut env = Self::start().await;
+        let probe = Probe::default();
+        env.worker(probe.kinds(), concurrency).await;
+        (env, probe)
+    }
+
+    /// Starts a worker running `kinds`; returns its id.
+    pub async fn worker(&mut self, kinds: Kinds, concurrency: u16) -> String {
+        let worker = self
+            .sys
+            .add_worker(kinds, concurrency)
+            .await
+            .expect("worker starts");
+        worker.id().to_owned()
+    }
+}
+
+/// One HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts a 200 and returns the body.
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert_eq!(self.status, 200, "expected 200, got {self:?}");
+        self.body
+    }
+
+    /// Asserts an error in the AIP-193 envelope with this HTTP status and canonical status name.
+    #[track_caller]
+    pub fn error(&self, http: u16, status: &str) {
+        assert_eq!(self.status, http, "{self:?}");
+        let e = &self.body["error"];
+        assert_eq!(e["code"], http, "{self:?}");
+        assert_eq!(e["status"], status, "{self:?}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{self:?}"
+        );
+        let details = e["details"].as_array().expect("details");
+        assert!(
+            details
+                .iter()
+                .any(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+                    && d["reason"].as_str().is_some_and(|r| !r.is_empty())
+                    && d["domain"].as_str().is_some_and(|r| !r.is_empty())),
+            "no ErrorInfo in {self:?}"
+        );
+        let keys: Vec<&String> = self.body.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["error"], "{self:?}");
+    }
+}
+
+/// A typed client for the REST surface.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    /// Any request: `path` is everything after the host, e.g. `/v1/operations`.
+    pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let res = req.send().await.expect("api answers");
+        let status = res.status().as_u16();
+        let bytes = res.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "non-JSON answer ({status}): {e}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Reply { status, body }
+    }
+
+    /// A request whose path goes on the wire exactly as given (an HTTP client library would
+    /// resolve `%2E%2E` and `..` before sending). HTTP/1.1 over a fresh connection, closed after.
+    pub async fn verbatim(&self, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.base.trim_start_matches("http://");
+        let mut conn = tokio::net::TcpStream::connect(host).await.expect("connect");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+        if let Some(body) = body {
+            req += &format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+        }
+        req += "\r\n";
+        conn.write_all(req.as_bytes()).await.expect("write");
+        conn.write_all(body.unwrap_or_default())
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.expect("read");
+        let text = String::from_utf8(answer).expect("utf-8 answer");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line: {head}"));
+        let body = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("non-JSON answer ({status}): {e}: {body:?}"));
+        Reply { status, body }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|b| serde_json::to_vec(&b).expect("json"));
+        self.raw(method, path, body).await
+    }
+
+    /// Submits a job at the top level (`parent` "") or under a parent; asserts it was accepted.
+    pub async fn submit(&self, parent: &str, kind: &str, input: Value) -> Value {
+        self.submit_with(parent, json!({ "kind": kind, "input": input }))
+            .await
+            .ok()
+    }
+
+    pub async fn submit_with(&self, parent: &str, body: Value) -> Reply {
+        let path = if parent.is_empty() {
+            "/v1/jobs".to_owned()
+        } else {
+            format!("/v1/{parent}/jobs")
+        };
+        self.call("POST", &path, Some(body)).await
+    }
+
+    pub async fn get(&self, name: &str) -> Reply {
+        self.call("GET", &format!("/v1/{name}"), None).await
+    }
+
+    pub async fn cancel(&self, name: &str) -> Reply {
+        self.call("POST", &format!("/v1/{name}:cancel"), Some(json!({})))
+            .await
+    }
+
+    pub async fn delete(&self, name: &str) -> Reply {
+        self.call("DELETE", &format!("/v1/{name}"), None).await
+    }
+
+    /// `:wait` with this timeout (e.g. "10s").
+    pub async fn wait(&self, name: &str, timeout: &str) -> Reply {
+        self.call(
+            "POST",
+            &format!("/v1/{name}:wait"),
+            Some(json!({ "timeout": timeout })),
+        )
+        .await
+    }
+
+    /// The operation once it is done; fails the test if it is not done within [`DEADLINE`].
+    pub async fn done(&self, name: &str) -> Value {
+        let op = self
+            .wait(name, &format!("{}s", DEADLINE.as_secs()))
+            .await
+            .ok();
+        assert_eq!(op["done"], true, "not done within {DEADLINE:?}: {op}");
+        op
+    }
+
+    /// `GET` of a list path with a query string; returns the parsed reply.
+    pub async fn list(&self, collection: &str, query: &str) -> Reply {
+        self.call("GET", &format!("/v1/{collection}?{query}"), None)
+            .await
+    }
+}
+
+/// The name of an operation JSON.
+pub fn name_of(op: &Value) -> String {
+    op["name"].as_str().expect("name").to_owned()
+}
+
+/// Its `metadata.state`.
+pub fn state_of(op: &Value) -> &str {
+    op["metadata"]["state"].as_str().expect("state")
+}
+
+/// What a probe job has seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// How many times a worker started it.
+    pub starts: u32,
+    /// Why its token fired, if it did.
+    pub stopped: Option<CancelReason>,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    seen: HashMap<String, Seen>,
+    gates: HashMap<String, CancellationToken>,
+}
+
+/// Job kinds that report to the test: `gate` (and `sleep`, overridden to behave the same) records
+/// its start after reporting progress 40 "gate open", then runs until the test releases it
+/// (succeeding with `{"released": true}`) or its token fires (recording why).
+#[derive(Clone, Default)]
+pub struct Probe {
+    state: Arc<Mutex<ProbeState>>,
+    changed: Arc<Notify>,
+}
+
+impl Probe {
+    /// The built-in kinds, with `gate` added and `sleep` replaced by the probe.
+    /// `deaf` is a gate that records its token firing but ignores it: it runs until released and
+    /// succeeds.
+    pub fn kinds(&self) -> Kinds {
+        let (a, b, c) = (self.clone(), self.clone(), self.clone());
+        Kinds::builtin()
+            .kind("gate", move |_, ctx| a.clone().run(ctx, true))
+            .kind("sleep", move |_, ctx| b.clone().run(ctx, true))
+            .kind("deaf", move |_, ctx| c.clone().run(ctx, false))
+    }
+
+    async fn run(self, ctx: JobContext, listening: bool) -> JobResult {
+        let name = ctx.name().as_str().to_owned();
+        ctx.progress(40, "gate open").await;
+        let gate = self.update(&name, |s| s.starts += 1);
+        let record_stop = || self.update(&name, |s| s.stopped = ctx.cancel_reason());
+        tokio::select! {
+            () = gate.cancelled() => {}
+            () = ctx.cancelled() => {
+                record_stop();
+                if listening {
+                    return Err(JobError::Cancelled);
+                }
+                gate.cancelled().await;
+            }
+        }
+        Ok(json!({ "released": true }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.state.lock().expect("probe lock")
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut Seen)) -> CancellationToken {
+        let gate = {
+            let mut state = self.lock();
+            f(state.seen.entry(name.to_owned()).or_default());
+            state.gates.entry(name.to_owned()).or_default().clone()
+        };
+        self.changed.notify_waiters();
+        gate
+    }
+
+    /// Lets the job `name` finish successfully (now, or as soon as it starts).
+    pub fn release(&self, name: &str) {
+        self.lock()
+            .gates
+            .entry(name.to_owned())
+            .or_default()
+            .cancel();
+    }
+
+    /// What the job `name` has seen so far.
+    pub fn seen(&self, name: &str) -> Seen {
+        self.lock().seen.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Waits until what `name` has seen satisfies `pred`; fails the test after [`DEADLINE`].
+    pub async fn until(&self, name: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let seen = self.seen(name);
+                if pred(&seen) {
+                    return seen;
+                }
+                notified.await;
+            }
+        };
+        match tokio::time::timeout(DEADLINE, wait).await {
+            Ok(seen) => seen,
+            Err(_) => panic!(
+                "probe {name}: condition not met within {DEADLINE:?}: {:?}",
+                self.seen(name)
+            ),
+        }
+    }
+
+    /// Waits until the job `name` has started.
+    pub async fn started(&self, name: &str) -> Seen {
+        self.until(name, |s| s.starts > 0).await
+    }
+}
+
+impl Api {
+    /// Waits until `name` is RUNNING and returns it, re-reading through short `:wait` calls (for
+    /// built-in kinds, which have no probe); fails the test if it is done first or after
+    /// [`DEADLINE`].
+    pub async fn running(&self, name: &str) -> Value {
+        let until = std::time::Instant::now() + DEADLINE;
+        loop {
+            let op = self.wait(name, "0.05s").await.ok();
+            if state_of(&op) == "RUNNING" {
+                return op;
+            }
+            assert_eq!(op["done"], false, "done before it was seen running: {op}");
+            assert!(
+                std::time::Instant::now() < until,
+                "not running within {DEADLINE:?}: {op}"
+            );
+        }
+    }
+}

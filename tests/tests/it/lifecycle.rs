@@ -1,0 +1,179 @@
+//! Submit, run, finish: the happy path and every way a job ends on its own.
+
+use serde_json::json;
+
+use crate::harness::{Env, Probe, name_of, state_of};
+
+#[tokio::test]
+async fn noop_runs_to_succeeded_with_exact_operation_json() {
+    let mut env = Env::start().await;
+    let worker = env.worker(Probe::default().kinds(), 4).await;
+
+    let op = env.api.submit("", "noop", json!({})).await;
+    let name = name_of(&op);
+    assert!(name.starts_with("operations/"), "{name}");
+    assert!(
+        op.get("done").is_none(),
+        "not done, so `done` is omitted: {op}"
+    );
+    assert!(
+        op.get("error").is_none() && op.get("response").is_none(),
+        "{op}"
+    );
+    assert_eq!(state_of(&op), "QUEUED");
+
+    let done = env.api.done(&name).await;
+    let keys: Vec<&String> = done.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["name", "metadata", "done", "response"], "{done}");
+    assert_eq!(
+        done["response"],
+        json!({ "@type": "type.googleapis.com/google.protobuf.Value", "value": {} })
+    );
+    let meta = &done["metadata"];
+    assert_eq!(
+        meta["@type"],
+        "type.googleapis.com/lro.v1.OperationMetadata"
+    );
+    assert_eq!(meta["kind"], "noop");
+    assert_eq!(meta["state"], "SUCCEEDED");
+    assert_eq!(meta["worker"], worker.as_str());
+    assert_eq!(meta["attempt"], 1);
+    for t in ["createTime", "startTime", "endTime", "updateTime"] {
+        let t = meta[t]
+            .as_str()
+            .unwrap_or_else(|| panic!("{t} missing: {meta}"));
+        assert!(t.ends_with('Z'), "{t}");
+    }
+    assert!(meta.get("cancelRequested").is_none(), "{meta}");
+
+    // A plain get answers the same record.
+    assert_eq!(env.api.get(&name).await.ok(), done);
+}
+
+#[tokio::test]
+async fn progress_is_visible_while_running_and_output_is_the_response() {
+    let (env, probe) = Env::with_worker(4).await;
+
+    let name = name_of(&env.api.submit("", "gate", json!({})).await);
+    probe.started(&name).await;
+    let running = env.api.get(&name).await.ok();
+    assert_eq!(state_of(&running), "RUNNING", "{running}");
+    assert_eq!(running["metadata"]["progressPercent"], 40);
+    assert_eq!(running["metadata"]["progressMessage"], "gate open");
+    assert!(running.get("done").is_none(), "{running}");
+
+    probe.release(&name);
+    let done = env.api.done(&name).await;
+    assert_eq!(state_of(&done), "SUCCEEDED");
+    assert_eq!(done["response"]["value"], json!({ "released": true }));
+}
+
+#[tokio::test]
+async fn fail_kind_ends_failed_with_its_status() {
+    let (env, _probe) = Env::with_worker(4).await;
+
+    let name = name_of(
+        &env.api
+            .submit("", "fail", json!({ "code": 13, "message": "disk on fire" }))
+            .await,
+    );
+    let done = env.api.done(&name).await;
+    assert_eq!(
+        done["error"],
+        json!({ "code": 13, "message": "disk on fire" })
+    );
+    assert_eq!(state_of(&done), "FAILED");
+    assert!(done.get("response").is_none(), "{done}");
+
+    // Input a kind rejects fails the operation with INVALID_ARGUMENT, not the worker.
+    let name = name_of(&env.api.submit("", "noop", json!({ "x": 1 })).await);
+    let done = env.api.done(&name).await;
+    assert_eq!(done["error"]["code"], 3, "{done}");
+}
+
+#[tokio::test]
+async fn timeout_ends_deadline_exceeded_and_the_job_saw_its_token() {
+    let (env, probe) = Env::with_worker(4).await;
+
+    let op = env
+        .api
+        .submit_with(
+            "",
+            json!({ "kind": "gate", "input": {}, "timeout": "0.2s" }),
+        )
+        .await
+        .ok();
+    assert_eq!(op["metadata"]["timeout"], "0.200s", "{op}");
+    let name = name_of(&op);
+    let done = env.api.done(&name).await;
+    assert_eq!(done["error"]["code"], 4, "{done}");
+    assert_eq!(state_of(&done), "FAILED");
+    let seen = probe.seen(&name);
+    assert_eq!(
+        seen.stopped,
+        Some(lro_worker::CancelReason::Deadline),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn spin_completes_off_the_async_threads() {
+    let (env, _probe) = Env::with_worker(4).await;
+    let name = name_of(
+        &env.api
+            .submit("", "spin", json!({ "iterations": 1000 }))
+            .await,
+    );
+    let done = env.api.done(&name).await;
+    assert_eq!(done["response"]["value"]["iterations"], "1000", "{done}");
+}
+
+#[tokio::test]
+async fn request_id_returns_the_same_operation() {
+    let env = Env::start().await;
+    let body = json!({ "kind": "noop", "input": {}, "requestId": "order-42" });
+    let first = env.api.submit_with("projects/p", body.clone()).await.ok();
+    let again = env.api.submit_with("projects/p", body).await.ok();
+    assert_eq!(name_of(&first), name_of(&again));
+    assert_eq!(again["metadata"]["requestId"], "order-42");
+
+    // snake_case is accepted too, and another id is another operation.
+    let other = env
+        .api
+        .submit_with(
+            "projects/p",
+            json!({ "kind": "noop", "request_id": "order-43" }),
+        )
+        .await
+        .ok();
+    assert_ne!(name_of(&first), name_of(&other));
+
+    // The same request id under another parent is a different request.
+    let elsewhere = env
+        .api
+        .submit_with(
+            "projects/q",
+            json!({ "kind": "noop", "requestId": "order-42" }),
+        )
+        .await
+        .ok();
+    assert_ne!(name_of(&first), name_of(&elsewhere));
+
+    let listed = env.api.list("projects/p/operations", "").await.ok();
+    assert_eq!(
+        listed["operations"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn nested_parents_name_their_operations() {
+    let (env, _probe) = Env::with_worker(4).await;
+    let parent = "enterprises/e1/devices/d-1.x_y~z@w";
+    let name = name_of(&env.api.submit(parent, "noop", json!({})).await);
+    assert!(name.starts_with(&format!("{parent}/operations/")), "{name}");
+    let done = env.api.done(&name).await;
+    assert_eq!(name_of(&done), name);
+    assert_eq!(env.api.get(&name).await.ok()["done"], true);
+}

@@ -1,0 +1,9 @@
+//! The integration tests: the real api and workers against the real Redis and RabbitMQ, a fresh
+//! namespace per test so they run in parallel. Each asserts what a user of the REST surface sees.
+
+mod cancel;
+mod harness;
+mod input;
+mod lifecycle;
+mod list;
+mod wait;
