@@ -23,6 +23,9 @@ pub use error::ApiError;
 pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES};
 pub use service::Service;
 
+/// How often the api's reaper looks for stranded operations.
+const REAPER_TICK: Duration = Duration::from_secs(1);
+
 /// How the api is set up.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -79,6 +82,13 @@ impl App {
         tokio::spawn(svc.waiters.clone().follow(
             svc.store.client().clone(),
             svc.store.keys().done_channel(),
+            shutdown.clone(),
+        ));
+        // Recovers operations stranded by a crash (of this process too, on its next start).
+        tokio::spawn(lro_common::reaper::run(
+            svc.store.clone(),
+            svc.publisher.clone(),
+            REAPER_TICK,
             shutdown.clone(),
         ));
         axum::serve(listener, http::router(svc))

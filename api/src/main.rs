@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use lro_api::{ApiConfig, App};
-use lro_common::config::Connections;
+use lro_common::config::{Connections, parse_duration_arg};
 use tokio_util::sync::CancellationToken;
 
 /// Google's long-running operations API over HTTP/JSON, plus job submission.
@@ -16,12 +16,8 @@ struct Args {
     #[arg(long, env = "LRO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: String,
     /// Longest a `:wait` call blocks, e.g. "60s".
-    #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration_arg)]
     max_wait: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    lro_common::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -7,8 +7,9 @@ use std::time::Duration;
 use lro_common::kinds::{self, KindInfo};
 use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
+use lro_common::reaper;
 use lro_common::status::Code;
-use lro_common::store::{Created, Store, StoreError};
+use lro_common::store::{Created, Store, StoreError, Watch};
 use lro_common::time::now_millis;
 use lro_common::topology::Publisher;
 use serde_json::Value;
@@ -99,13 +100,24 @@ impl Service {
             },
             now_millis(),
         );
+        // Guarded before it is written: if this process dies before the broker confirms the job
+        // message, a reaper publishes it.
+        let guarded_at = reaper::guard_publish(&self.store, &op.name).await?;
         match self.store.create(&op).await? {
-            Created::Existing(existing) => self.get(&existing).await,
+            Created::Existing(existing) => {
+                let _ = self
+                    .store
+                    .unwatch(Watch::Unpublished, &op.name, guarded_at)
+                    .await;
+                self.get(&existing).await
+            }
             Created::New => {
-                if let Err(e) = self.publisher.publish_job(&op.name).await {
+                let published =
+                    reaper::publish(&self.store, &self.publisher, &op.name, guarded_at).await;
+                if let Err(e) = published {
                     // Not on the queue: take the record back so nothing accepted is left stranded.
                     if let Err(undo) = self.store.delete(&op.name).await {
-                        tracing::error!(operation = %op.name, error = %undo, "could not undo unpublished submit");
+                        tracing::error!(operation = %op.name, error = %undo, "could not undo unpublished submit; the reaper will publish it");
                     }
                     return Err(ApiError::unavailable("rabbitmq", e));
                 }

@@ -45,3 +45,8 @@ pub fn parse_namespace(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+/// A duration flag (`"1.5s"`, `"250ms"`, `"2m"`, …) for clap's `value_parser`.
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(s).map_err(|e| e.to_string())
+}

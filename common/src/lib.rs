@@ -1,12 +1,13 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
 //! [`operation`], [`kinds`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
-//! [`topology`] for RabbitMQ) and [`config`]. The domain layer does no I/O and imports no client
+//! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`config`]. The domain layer does no I/O and imports no client
 //! crate; the adapters depend on it, never the reverse.
 
 pub mod config;
 pub mod kinds;
 pub mod name;
 pub mod operation;
+pub mod reaper;
 pub mod signal;
 pub mod status;
 pub mod store;

@@ -3,7 +3,9 @@
 //! ```text
 //!   QUEUED ──start──▶ RUNNING ──finish──▶ SUCCEEDED | FAILED | CANCELLED
 //!     │  ▲               │ request_cancel (sets the cancel fact: CANCELLING)
-//!     │  └──hand_back────┘
+//!     │  └──hand_back────┤ renew (extends the lease)
+//!     │  └──expire───────┘ (lease ran out: queued again, or done once attempts are spent or a
+//!     │                     cancel was requested)
 //!     └──request_cancel──▶ CANCELLED
 //! ```
 //!
@@ -14,13 +16,18 @@
 //! - a done operation never changes again (the first terminal writer wins);
 //! - only the current attempt may report progress, finish or hand back (a stale one is refused);
 //! - a cancel of a queued operation finishes it at once, so no worker ever starts it;
-//! - a job that completes after a cancel was requested stays SUCCEEDED.
+//! - a job that completes after a cancel was requested stays SUCCEEDED;
+//! - a running attempt holds a lease; while it is unexpired no other attempt may start, and once
+//!   it has expired the next start (or the reaper's `expire`) fences it: its writes are refused.
+//!
+//! Times are the callers' clocks (milliseconds since the epoch): leases assume the clocks of the
+//! machines involved agree to well within a lease.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::name::OperationName;
-use crate::status::Status;
+use crate::status::{Code, Status};
 use crate::time::Millis;
 
 /// One operation, as stored in Redis (see [`crate::wire::Record`] for the versioned envelope).
@@ -66,11 +73,18 @@ pub enum Phase {
     },
 }
 
+/// Most attempts an operation gets: once this many have been lost (their worker died or was cut
+/// off), it fails with ABORTED instead of running again.
+pub const MAX_ATTEMPTS: u32 = 5;
+
 /// The attempt a worker is running (or ran).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub worker: String,
     pub started: Millis,
+    /// Until when the worker holds the operation; it renews this while the job runs.
+    #[serde(default)]
+    pub lease_until: Millis,
 }
 
 /// How an operation ended.
@@ -148,6 +162,12 @@ pub enum Refused {
     NotRunning,
     #[error("operations of kind {0:?} cannot be cancelled")]
     NotCancellable(String),
+    #[error("attempt {attempt} on worker {worker} holds the operation until {until}")]
+    Held {
+        worker: String,
+        attempt: u32,
+        until: Millis,
+    },
 }
 
 /// What [`Operation::start`] tells the worker.
@@ -156,6 +176,24 @@ pub struct Started {
     pub attempt: u32,
     /// A cancel was requested before this attempt started: the job's token must fire at once.
     pub cancel_requested: bool,
+}
+
+/// What [`Operation::renew`] tells the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    /// A cancel is on record: the job's token must fire (a lost cancel message is caught here).
+    pub cancel_requested: bool,
+}
+
+/// What [`Operation::expire`] did with an operation whose worker let its lease run out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expired {
+    /// Queued again: it must be published so that a worker runs the next attempt.
+    Requeued,
+    /// A cancel had been requested: it is CANCELLED now, nothing runs again.
+    Cancelled,
+    /// Its attempts are spent: it is FAILED (ABORTED).
+    Failed,
 }
 
 /// What [`Operation::request_cancel`] did.
@@ -213,19 +251,40 @@ impl Operation {
         }
     }
 
-    /// A worker takes the operation: a new attempt begins.
+    /// A worker takes the operation: a new attempt begins, holding the operation until
+    /// `lease_until`.
     ///
-    /// Starting a RUNNING operation is a takeover (its message was redelivered because the
-    /// previous worker's channel closed): the new attempt fences the old one.
-    pub fn start(&mut self, worker: &str, now: Millis) -> Result<Started, Refused> {
-        if self.is_done() {
-            return Err(Refused::Done);
+    /// Starting a RUNNING operation is refused while its attempt's lease holds (a duplicate
+    /// message); once the lease has expired it is a takeover that fences the old attempt.
+    pub fn start(
+        &mut self,
+        worker: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Started, Refused> {
+        match &self.phase {
+            Phase::Done { .. } => return Err(Refused::Done),
+            Phase::Running { run } if run.lease_until > now => {
+                return Err(Refused::Held {
+                    worker: run.worker.clone(),
+                    attempt: self.attempt,
+                    until: run.lease_until,
+                });
+            }
+            Phase::Running { .. } => {
+                // A takeover: the old attempt is lost, exactly as if the reaper had expired it.
+                if self.expire(now)? != Expired::Requeued {
+                    return Err(Refused::Done);
+                }
+            }
+            Phase::Queued => {}
         }
         self.attempt += 1;
         self.phase = Phase::Running {
             run: Run {
                 worker: worker.to_owned(),
                 started: now,
+                lease_until,
             },
         };
         self.progress = None;
@@ -234,6 +293,57 @@ impl Operation {
             attempt: self.attempt,
             cancel_requested: self.cancel_requested.is_some(),
         })
+    }
+
+    /// The running attempt extends its lease, and learns whether a cancel is on record. Not an
+    /// update a user sees: `updated` stays.
+    pub fn renew(&mut self, attempt: u32, lease_until: Millis) -> Result<Renewed, Refused> {
+        self.check_current(attempt)?;
+        if let Phase::Running { run } = &mut self.phase {
+            run.lease_until = run.lease_until.max(lease_until);
+        }
+        Ok(Renewed {
+            cancel_requested: self.cancel_requested.is_some(),
+        })
+    }
+
+    /// The reaper found the lease of the running attempt expired: its worker is dead or cut off.
+    /// A requested cancel is honoured now; otherwise it runs again, unless its attempts are spent.
+    pub fn expire(&mut self, now: Millis) -> Result<Expired, Refused> {
+        let run = match &self.phase {
+            Phase::Done { .. } => return Err(Refused::Done),
+            Phase::Queued => return Err(Refused::NotRunning),
+            Phase::Running { run } if run.lease_until > now => {
+                return Err(Refused::Held {
+                    worker: run.worker.clone(),
+                    attempt: self.attempt,
+                    until: run.lease_until,
+                });
+            }
+            Phase::Running { run } => run.clone(),
+        };
+        self.updated = now;
+        let (result, expired) = if self.cancel_requested.is_some() {
+            (Terminal::Cancelled, Expired::Cancelled)
+        } else if self.attempt >= MAX_ATTEMPTS {
+            let status = Status::new(
+                Code::Aborted,
+                format!(
+                    "lost its worker on each of {} attempts (last: {})",
+                    self.attempt, run.worker
+                ),
+            );
+            (Terminal::Failed(status), Expired::Failed)
+        } else {
+            self.phase = Phase::Queued;
+            return Ok(Expired::Requeued);
+        };
+        self.phase = Phase::Done {
+            run: Some(run),
+            ended: now,
+            result,
+        };
+        Ok(expired)
     }
 
     /// An operator asks for a cancel. Idempotent.
@@ -298,10 +408,22 @@ impl Operation {
 
     /// The running attempt gives the operation back unfinished (worker shutdown): it is queued
     /// again and the next start is a new attempt.
+    ///
+    /// A hand-back of an operation whose cancel is on record ends it CANCELLED instead: it is not
+    /// running, and the operator asked for it to stop.
     pub fn hand_back(&mut self, attempt: u32, now: Millis) -> Result<(), Refused> {
         self.check_current(attempt)?;
-        self.phase = Phase::Queued;
         self.updated = now;
+        if self.cancel_requested.is_some() {
+            let run = self.run().cloned();
+            self.phase = Phase::Done {
+                run,
+                ended: now,
+                result: Terminal::Cancelled,
+            };
+        } else {
+            self.phase = Phase::Queued;
+        }
         Ok(())
     }
 
@@ -321,7 +443,6 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Code;
     use serde_json::json;
 
     fn op(cancellable: bool) -> Operation {
@@ -340,7 +461,7 @@ mod tests {
 
     fn running() -> Operation {
         let mut o = op(true);
-        o.start("w1", 2).unwrap();
+        o.start("w1", 2, 10).unwrap();
         o
     }
 
@@ -355,7 +476,7 @@ mod tests {
     #[test]
     fn start_begins_an_attempt() {
         let mut o = op(true);
-        let s = o.start("w1", 2).unwrap();
+        let s = o.start("w1", 2, 10).unwrap();
         assert_eq!(
             s,
             Started {
@@ -365,12 +486,28 @@ mod tests {
         );
         assert_eq!(o.state(), State::Running);
         assert_eq!(o.run().unwrap().worker, "w1");
+        assert_eq!(o.run().unwrap().lease_until, 10);
     }
 
     #[test]
-    fn start_of_running_is_a_takeover_that_fences_the_old_attempt() {
+    fn start_of_running_is_refused_while_its_lease_holds() {
         let mut o = running();
-        let s = o.start("w2", 3).unwrap();
+        let before = o.clone();
+        assert_eq!(
+            o.start("w2", 9, 19),
+            Err(Refused::Held {
+                worker: "w1".into(),
+                attempt: 1,
+                until: 10
+            })
+        );
+        assert_eq!(o, before);
+    }
+
+    #[test]
+    fn start_after_the_lease_expired_is_a_takeover_that_fences_the_old_attempt() {
+        let mut o = running();
+        let s = o.start("w2", 10, 20).unwrap();
         assert_eq!(s.attempt, 2);
         assert_eq!(o.run().unwrap().worker, "w2");
         assert_eq!(
@@ -387,7 +524,7 @@ mod tests {
     fn start_of_done_is_refused() {
         let mut o = op(true);
         o.request_cancel(2).unwrap();
-        assert_eq!(o.start("w1", 3), Err(Refused::Done));
+        assert_eq!(o.start("w1", 3, 10), Err(Refused::Done));
         assert_eq!(o.state(), State::Cancelled);
     }
 
@@ -419,12 +556,12 @@ mod tests {
     }
 
     #[test]
-    fn cancel_requested_before_a_redelivered_start_is_reported_to_it() {
+    fn takeover_after_a_cancel_request_ends_it_cancelled() {
         let mut o = running();
         o.request_cancel(5).unwrap();
-        let s = o.start("w2", 6).unwrap();
-        assert!(s.cancel_requested);
-        assert_eq!(o.state(), State::Cancelling);
+        assert_eq!(o.start("w2", 11, 21), Err(Refused::Done));
+        assert_eq!(o.state(), State::Cancelled);
+        assert_eq!(o.run().unwrap().worker, "w1");
     }
 
     #[test]
@@ -443,7 +580,7 @@ mod tests {
             o.request_cancel(2),
             Err(Refused::NotCancellable(_))
         ));
-        o.start("w", 3).unwrap();
+        o.start("w", 3, 10).unwrap();
         let before = o.clone();
         assert!(matches!(
             o.request_cancel(4),
@@ -495,7 +632,7 @@ mod tests {
         };
         o.report_progress(1, p(150), 3).unwrap();
         assert_eq!(o.progress.as_ref().unwrap().percent, 100);
-        o.start("w2", 4).unwrap();
+        o.start("w2", 10, 20).unwrap();
         assert!(o.progress.is_none());
         assert!(matches!(
             o.report_progress(1, p(10), 5),
@@ -516,11 +653,91 @@ mod tests {
             o.finish(1, Terminal::Cancelled, 4),
             Err(Refused::NotRunning)
         );
-        assert_eq!(o.start("w2", 5).unwrap().attempt, 2);
+        assert_eq!(o.start("w2", 5, 15).unwrap().attempt, 2);
         // A cancel after the hand-back finishes it at once.
         o.hand_back(2, 6).unwrap();
         assert_eq!(o.request_cancel(7), Ok(CancelEffect::CancelledWhileQueued));
-        assert_eq!(o.start("w3", 8), Err(Refused::Done));
+        assert_eq!(o.start("w3", 8, 18), Err(Refused::Done));
+    }
+
+    #[test]
+    fn hand_back_of_a_cancelling_operation_ends_it_cancelled() {
+        let mut o = running();
+        o.request_cancel(3).unwrap();
+        o.hand_back(1, 4).unwrap();
+        assert_eq!(o.state(), State::Cancelled);
+    }
+
+    #[test]
+    fn renew_extends_the_lease_and_reports_a_cancel_on_record() {
+        let mut o = running();
+        let updated = o.updated;
+        assert_eq!(
+            o.renew(1, 20),
+            Ok(Renewed {
+                cancel_requested: false
+            })
+        );
+        assert_eq!(o.run().unwrap().lease_until, 20);
+        assert_eq!(o.updated, updated, "a renewal is not a user-visible update");
+        // Never shortened.
+        o.renew(1, 15).unwrap();
+        assert_eq!(o.run().unwrap().lease_until, 20);
+        o.request_cancel(5).unwrap();
+        assert_eq!(
+            o.renew(1, 25),
+            Ok(Renewed {
+                cancel_requested: true
+            })
+        );
+        assert!(matches!(o.renew(2, 30), Err(Refused::Stale { .. })));
+    }
+
+    #[test]
+    fn renew_after_a_takeover_is_refused() {
+        let mut o = running();
+        o.start("w2", 10, 20).unwrap();
+        assert_eq!(
+            o.renew(1, 30),
+            Err(Refused::Stale {
+                mine: 1,
+                current: 2
+            })
+        );
+    }
+
+    #[test]
+    fn expire_requeues_until_attempts_are_spent() {
+        let mut o = running();
+        assert!(matches!(o.expire(9), Err(Refused::Held { .. })));
+        for attempt in 1..MAX_ATTEMPTS {
+            assert_eq!(o.expire(100 * u64::from(attempt)), Ok(Expired::Requeued));
+            assert_eq!(o.state(), State::Queued);
+            assert_eq!(o.expire(100 * u64::from(attempt)), Err(Refused::NotRunning));
+            let now = 100 * u64::from(attempt) + 1;
+            assert_eq!(o.start("w", now, now + 10).unwrap().attempt, attempt + 1);
+        }
+        assert_eq!(o.expire(10_000), Ok(Expired::Failed));
+        match &o.phase {
+            Phase::Done {
+                result: Terminal::Failed(status),
+                ..
+            } => assert_eq!(status.code, Code::Aborted.as_i32()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.expire(10_001), Err(Refused::Done));
+    }
+
+    #[test]
+    fn expire_of_a_cancelling_operation_ends_it_cancelled() {
+        let mut o = running();
+        o.request_cancel(5).unwrap();
+        assert_eq!(o.expire(10), Ok(Expired::Cancelled));
+        assert_eq!(o.state(), State::Cancelled);
+        assert_eq!(
+            o.finish(1, Terminal::Succeeded(json!(1)), 11),
+            Err(Refused::Done)
+        );
     }
 
     #[test]

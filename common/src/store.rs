@@ -9,14 +9,19 @@
 //! | `{ns}:index:{parent}` | sorted set | every live operation's id under that parent, score 0 (ordered by id, and ids are UUIDv7, so by creation time) |
 //! | `{ns}:req:{parent}:{requestId}` | string | the name created for that request id |
 //! | `{ns}:kinds` | hash | job kinds registered by workers |
+//! | `{ns}:watch:leases` | sorted set | names of operations a worker started, scored by when their lease ends |
+//! | `{ns}:watch:unpublished` | sorted set | names of operations being queued, scored by when to re-publish them if their publish was never confirmed |
 //!
 //! The root parent's tag is `-`. Every change is read → pure transition ([`crate::operation`]) →
 //! one script that writes only if the version is unchanged; a lost race re-reads and re-applies.
 //! A script that makes an operation done, or deletes it, publishes its name on
 //! [`Keys::done_channel`] so waiters wake without polling.
 //!
-//! Not here: retention and lease bookkeeping (later work); this module only keeps records and
-//! indexes consistent with each other.
+//! The two watch lists are the reaper's ([`crate::reaper`]) to-do lists, not truth: an entry only
+//! says "look at this record then". They are written by separate commands (they live outside the
+//! operations' hash slots), always *before* the record change they guard, and an entry is removed
+//! only when its score is still the one the remover read, so a crash at any point leaves at worst
+//! an extra entry, never a missing one.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,6 +32,7 @@ use redis::{AsyncCommands, Script};
 use crate::kinds::KindInfo;
 use crate::name::{OperationName, Parent};
 use crate::operation::{Operation, Refused};
+use crate::time::Millis;
 use crate::wire::{self, WireError};
 
 /// Errors callers branch on.
@@ -88,6 +94,13 @@ impl Keys {
         format!("{}:kinds", self.ns)
     }
 
+    pub fn watch(&self, list: Watch) -> String {
+        match list {
+            Watch::Leases => format!("{}:watch:leases", self.ns),
+            Watch::Unpublished => format!("{}:watch:unpublished", self.ns),
+        }
+    }
+
     /// Pub/sub channel carrying the name of every operation that became done or was deleted.
     pub fn done_channel(&self) -> String {
         format!("{}:done", self.ns)
@@ -130,6 +143,25 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
+/// Moves a watch-list entry to score ARGV[3], or removes it if ARGV[3] is empty, only if its
+/// score is still ARGV[2] (nobody re-armed it since).
+const REWATCH: &str = r"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+";
+
+/// The reaper's watch lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Operations a worker started: look at them when their lease ends.
+    Leases,
+    /// Operations being queued: re-publish them if their publish was never confirmed.
+    Unpublished,
+}
+
 /// How many times a compare-and-set is retried when other writers keep winning.
 const MAX_CAS_RETRIES: usize = 64;
 
@@ -150,6 +182,7 @@ pub struct Store {
     create: std::sync::Arc<Script>,
     cas: std::sync::Arc<Script>,
     delete: std::sync::Arc<Script>,
+    rewatch: std::sync::Arc<Script>,
 }
 
 impl Store {
@@ -168,6 +201,7 @@ impl Store {
             create: Script::new(CREATE).into(),
             cas: Script::new(CAS).into(),
             delete: Script::new(DELETE).into(),
+            rewatch: Script::new(REWATCH).into(),
         };
         let _: String = redis::cmd("PING").query_async(&mut store.conn).await?;
         Ok(store)
@@ -350,6 +384,103 @@ impl Store {
             .flatten()
             .map(|r| wire::decode_record(&r).map_err(StoreError::from))
             .collect()
+    }
+
+    /// Arms a watch-list entry to look at `name` no later than `at`: an entry already armed
+    /// earlier keeps its time (someone else is counting on that look).
+    pub async fn watch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.keys.watch(list))
+            .arg("LT")
+            .arg(at)
+            .arg(name.as_str())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it).
+    pub async fn rearm(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .clone()
+            .zadd(self.keys.watch(list), name.as_str(), at)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a watch-list entry if it is still armed for `at` (as armed, or as [`Store::due`]
+    /// answered it); an entry re-armed since is kept.
+    pub async fn unwatch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        self.rewatch(list, name, at, None).await
+    }
+
+    /// Re-arms a watch-list entry for `next` (or removes it, if `None`) if it is still armed for
+    /// `at`; an entry re-armed by someone else since is kept as they left it.
+    pub async fn rewatch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+        next: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .rewatch
+            .key(self.keys.watch(list))
+            .arg(name.as_str())
+            .arg(at)
+            .arg(next.map(|n| n.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `count` entries of a watch list due at or before `now`, with the time they were due.
+    /// An entry that is not a valid name is dropped.
+    pub async fn due(
+        &self,
+        list: Watch,
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<(OperationName, Millis)>, StoreError> {
+        let key = self.keys.watch(list);
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut due = Vec::with_capacity(raw.len());
+        for (member, score) in raw {
+            match OperationName::parse(&member) {
+                // Scores are whole milliseconds, exactly representable.
+                Ok(name) => due.push((name, score as Millis)),
+                Err(_) => {
+                    let _: i64 = self.conn.clone().zrem(&key, &member).await?;
+                }
+            }
+        }
+        Ok(due)
     }
 
     /// Records the kinds a worker runs, so the api accepts them.

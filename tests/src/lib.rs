@@ -38,6 +38,15 @@ impl System {
     pub async fn add_worker(&mut self, kinds: Kinds, concurrency: u16) -> anyhow::Result<&Worker> {
         let mut config = WorkerConfig::new(self.connections());
         config.concurrency = concurrency;
+        self.add_worker_with(kinds, config).await
+    }
+
+    /// Starts one more worker with this configuration.
+    pub async fn add_worker_with(
+        &mut self,
+        kinds: Kinds,
+        config: WorkerConfig,
+    ) -> anyhow::Result<&Worker> {
         let worker = Worker::start(config, kinds, self.shutdown.child_token()).await?;
         self.workers.push(worker);
         Ok(self.workers.last().expect("just pushed"))

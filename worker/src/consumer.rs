@@ -1,9 +1,17 @@
 //! The worker's event loop and the life of one delivery.
 //!
 //! The loop is one `select!` over a closed set of events: shutdown, a job delivery, a cancel
-//! message. Each delivery becomes a task on a [`TaskTracker`]; the task registers the job's token,
-//! starts the attempt in Redis, runs the job, then settles it in one place ([`settle`]): the
-//! outcome is written to Redis first, and only then is the delivery acked.
+//! message. Each delivery becomes a task on a [`TaskTracker`]; the task waits for a free slot,
+//! registers the job's token, starts the attempt in Redis under a lease, runs the job, settles it
+//! in one place ([`settle`]), and only then acks the delivery.
+//!
+//! Ownership of a running job is the lease in Redis, not the delivery. The unacked delivery gives
+//! exact flow control (prefetch = concurrency: a worker is sent a job only when it has a free
+//! slot) and fast recovery when a worker's connection drops (the broker redelivers at once; the
+//! next worker's `start` takes over once the lease has run out, else the reaper does). When the
+//! broker takes a delivery back while its job still runs (RabbitMQ's `consumer_timeout` closing
+//! the channel under a long job), the job goes on under its lease, and the redelivered copy is
+//! skipped by whichever worker receives it (`start` refuses an operation held under a live lease).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +20,46 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
-use lro_common::operation::{Operation, Terminal};
+use lro_common::operation::{Operation, Phase, Terminal};
+use lro_common::reaper;
 use lro_common::status::{Code, Status};
-use lro_common::store::{Store, StoreError};
-use lro_common::time::now_millis;
+use lro_common::store::{Store, StoreError, Watch};
+use lro_common::time::{Millis, now_millis};
+use lro_common::topology::Publisher;
 use lro_common::wire::{self, CancelMessage, JobMessage};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::WorkerError;
 use crate::job::{JobContext, JobError, JobResult, Kinds};
-use crate::registry::{CancelReason, Registry, Stop};
+use crate::registry::{CancelReason, Held, Registry, Stop};
+
+/// Longest a delivery waits for a free slot before going back to the queue. Deliveries only wait
+/// when the broker has sent more than the worker's concurrency (after it took deliveries back
+/// from a channel it closed while their jobs ran on).
+const MAX_SLOT_WAIT: Duration = Duration::from_secs(300);
+/// Pause before a delivery that met a Redis error goes back to the queue.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What every job task shares.
 pub(crate) struct Shared {
     pub(crate) store: Store,
+    pub(crate) publisher: Publisher,
     pub(crate) kinds: Kinds,
     pub(crate) registry: Registry,
     pub(crate) worker_id: String,
+    /// One permit per job this worker may run at once.
+    pub(crate) slots: Arc<Semaphore>,
+    /// How long a start or renewal holds an operation.
+    pub(crate) lease: Duration,
+}
+
+impl Shared {
+    pub(crate) fn lease_from(&self, now: Millis) -> Millis {
+        now + Millis::try_from(self.lease.as_millis()).unwrap_or(Millis::MAX / 2)
+    }
 }
 
 /// Runs until shutdown, then waits for the running jobs (whose tokens fired with it) to settle.
@@ -79,9 +108,10 @@ enum Outcome {
     Terminal(Terminal),
     /// Not finished (shutdown): queued again, to run elsewhere as the next attempt.
     HandBack,
+    /// The worker no longer holds the operation: nothing of this attempt is recorded.
+    Abandon,
 }
 
-/// What happens to the delivery once Redis is up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settle {
     Ack,
@@ -93,28 +123,51 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         Ok(JobMessage::V1 { name }) => name,
         Err(e) => {
             tracing::warn!(error = %e, "dropping undecodable job message");
-            return ack_or_requeue(&delivery, Settle::Ack).await;
+            return settle_delivery(&delivery, Settle::Ack).await;
+        }
+    };
+    let permit = tokio::select! {
+        permit = shared.slots.clone().acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return settle_delivery(&delivery, Settle::Requeue).await,
+        },
+        () = tokio::time::sleep(MAX_SLOT_WAIT) => {
+            return settle_delivery(&delivery, Settle::Requeue).await;
         }
     };
     // Registered before the attempt starts: a cancel message arriving from now on finds it.
     let registration = shared.registry.register(&name);
     let stop = registration.stop().clone();
-    let started = shared
-        .store
-        .update(&name, |op| op.start(&shared.worker_id, now_millis()))
-        .await;
+    let now = now_millis();
+    let lease_until = shared.lease_from(now);
+    // Watched before the start, so a crash right after it is still recovered.
+    let started = match shared.store.watch(Watch::Leases, &name, lease_until).await {
+        Ok(()) => {
+            shared
+                .store
+                .update(&name, |op| op.start(&shared.worker_id, now, lease_until))
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let (op, started) = match started {
         Ok(started) => started,
         Err(StoreError::NotFound | StoreError::Refused(_)) => {
-            // Deleted, or done already (cancelled while queued): never run it.
-            tracing::debug!(operation = %name, "skipping job that is gone or done");
-            return ack_or_requeue(&delivery, Settle::Ack).await;
+            // Deleted, done already (cancelled while queued), or held by a live attempt (a
+            // duplicate message): never run it here.
+            tracing::debug!(operation = %name, "skipping job that is gone, done or held");
+            return settle_delivery(&delivery, Settle::Ack).await;
         }
         Err(e) => {
             tracing::error!(operation = %name, error = %e, "could not start job");
-            return ack_or_requeue(&delivery, Settle::Requeue).await;
+            tokio::time::sleep(RETRY_PAUSE).await;
+            return settle_delivery(&delivery, Settle::Requeue).await;
         }
     };
+    registration.started(Held {
+        attempt: started.attempt,
+        lease_until,
+    });
     if started.cancel_requested {
         stop.fire(CancelReason::User);
     }
@@ -123,12 +176,19 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     async {
         tracing::debug!("started");
         let outcome = run_job(&shared, &op, started.attempt, &stop).await;
-        let settle = settle(&shared.store, &name, started.attempt, outcome).await;
-        ack_or_requeue(&delivery, settle).await;
+        settle(&shared, &name, started.attempt, outcome, &stop).await;
+        // Done with the lease entry once the record needs no watching; the latest armed score is
+        // the one the registration last renewed.
+        let armed = registration.held().map_or(lease_until, |h| h.lease_until);
+        if let Err(e) = shared.store.unwatch(Watch::Leases, &name, armed).await {
+            tracing::debug!(error = %e, "lease entry left for the reaper");
+        }
+        settle_delivery(&delivery, Settle::Ack).await;
     }
     .instrument(span)
     .await;
     drop(registration);
+    drop(permit);
 }
 
 async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> Outcome {
@@ -175,6 +235,7 @@ fn decide(result: JobResult, reason: Option<CancelReason>, timeout_ms: Option<u6
                 ),
             )),
             Some(CancelReason::Shutdown) => return Outcome::HandBack,
+            Some(CancelReason::LeaseLost) => return Outcome::Abandon,
             None => Terminal::Failed(Status::new(
                 Code::Cancelled,
                 "the job stopped itself as cancelled, but no cancel was requested",
@@ -184,40 +245,77 @@ fn decide(result: JobResult, reason: Option<CancelReason>, timeout_ms: Option<u6
     Outcome::Terminal(terminal)
 }
 
-/// Records the outcome in Redis, then says what to do with the delivery. The one place where a
-/// finished attempt is persisted.
-async fn settle(store: &Store, name: &OperationName, attempt: u32, outcome: Outcome) -> Settle {
-    let now = now_millis();
-    let written = match &outcome {
-        Outcome::Terminal(t) => store
-            .update(name, |op| op.finish(attempt, t.clone(), now))
-            .await
-            .map(|_| ()),
-        Outcome::HandBack => store
-            .update(name, |op| op.hand_back(attempt, now))
-            .await
-            .map(|_| ()),
-    };
-    match (outcome, written) {
-        (Outcome::Terminal(_), Ok(())) => Settle::Ack,
-        (Outcome::HandBack, Ok(())) => Settle::Requeue,
-        (_, Err(StoreError::NotFound)) => {
-            tracing::debug!("operation was deleted while it ran");
-            Settle::Ack
-        }
-        (_, Err(StoreError::Refused(r))) => {
-            // Done already, or a newer attempt owns it: this attempt's result is not recorded.
-            tracing::info!(refused = %r, "outcome not recorded");
-            Settle::Ack
-        }
-        (_, Err(e)) => {
-            tracing::error!(error = %e, "could not record outcome; the job will run again");
-            Settle::Requeue
+/// Records the outcome in Redis: the one place where a finished attempt is persisted. A Redis
+/// error is retried until it succeeds or the lease is lost (the reaper then runs the job again).
+async fn settle(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    outcome: Outcome,
+    stop: &Stop,
+) {
+    let store = &shared.store;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let now = now_millis();
+        let written = match &outcome {
+            Outcome::Abandon => {
+                tracing::info!("lease lost: outcome not recorded");
+                return;
+            }
+            Outcome::Terminal(t) => store
+                .update(name, |op| op.finish(attempt, t.clone(), now))
+                .await
+                .map(|_| ()),
+            Outcome::HandBack => hand_back(shared, name, attempt, now).await,
+        };
+        match written {
+            Ok(()) => return,
+            Err(StoreError::NotFound) => {
+                tracing::debug!("operation was deleted while it ran");
+                return;
+            }
+            Err(StoreError::Refused(r)) => {
+                // Done already, or a newer attempt owns it: this attempt's result is not recorded.
+                tracing::info!(refused = %r, "outcome not recorded");
+                return;
+            }
+            Err(e) if stop.reason() == Some(CancelReason::LeaseLost) => {
+                tracing::warn!(error = %e, "could not record outcome before losing the lease");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record outcome; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }
 
-async fn ack_or_requeue(delivery: &Delivery, settle: Settle) {
+/// Gives the operation back: QUEUED again (guarded, then published), unless a cancel is on
+/// record, which ends it CANCELLED.
+async fn hand_back(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let guarded_at = reaper::guard_publish(&shared.store, name).await?;
+    let (op, ()) = shared
+        .store
+        .update(name, |op| op.hand_back(attempt, now))
+        .await?;
+    if matches!(op.phase, Phase::Queued) {
+        // A failed publish is repaired by the reaper through the guard.
+        if let Err(e) = reaper::publish(&shared.store, &shared.publisher, name, guarded_at).await {
+            tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
+        }
+    }
+    Ok(())
+}
+
+async fn settle_delivery(delivery: &Delivery, settle: Settle) {
     let result = match settle {
         Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
         Settle::Requeue => {
@@ -236,6 +334,52 @@ async fn ack_or_requeue(delivery: &Delivery, settle: Settle) {
             "delivery from a closed channel: it will be redelivered"
         ),
         Err(e) => tracing::warn!(?settle, error = %e, "could not settle delivery"),
+    }
+}
+
+/// Renews the lease of every started job every third of a lease, until `shutdown` has fired and
+/// no job is left. A renewal also re-reads the cancel request, so a cancel whose message was lost
+/// is honoured within a third of a lease. A job whose operation another attempt owns, or whose
+/// lease ran out while Redis was unreachable, is stopped with [`CancelReason::LeaseLost`].
+pub(crate) async fn renew_leases(shared: Arc<Shared>, stopped: CancellationToken) {
+    let every = shared.lease / 3;
+    loop {
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        for job in shared.registry.started_jobs() {
+            let now = now_millis();
+            let until = shared.lease_from(now);
+            let renewed = shared
+                .store
+                .update(&job.name, |op| op.renew(job.held.attempt, until))
+                .await;
+            match renewed {
+                Ok((_, renewed)) => {
+                    shared.registry.renewed(&job.name, job.id, until);
+                    if let Err(e) = shared.store.rearm(Watch::Leases, &job.name, until).await {
+                        tracing::debug!(error = %e, "lease entry not re-armed");
+                    }
+                    if renewed.cancel_requested && !job.stop.token().is_cancelled() {
+                        tracing::info!(operation = %job.name, "cancel found on renewal");
+                        job.stop.fire(CancelReason::User);
+                    }
+                }
+                // Deleted: the job runs on (delete does not cancel); its result is dropped.
+                Err(StoreError::NotFound) => {}
+                // Another attempt owns it, or it ended (a reaper expired the lease).
+                Err(StoreError::Refused(r)) => {
+                    tracing::warn!(operation = %job.name, refused = %r, "lease lost: stopping");
+                    job.stop.fire(CancelReason::LeaseLost);
+                }
+                Err(e) if now >= job.held.lease_until => {
+                    tracing::warn!(operation = %job.name, error = %e, "lease ran out: stopping");
+                    job.stop.fire(CancelReason::LeaseLost);
+                }
+                Err(e) => tracing::warn!(operation = %job.name, error = %e, "lease not renewed"),
+            }
+        }
     }
 }
 

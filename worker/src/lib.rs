@@ -4,20 +4,25 @@
 //! A worker consumes the namespace's jobs queue (prefetch = concurrency, manual acks) and its own
 //! cancel queue. Each job runs under a [`tokio_util::sync::CancellationToken`] kept in a
 //! [`registry::Registry`] keyed by operation name, a child of the worker's shutdown token.
-//! Not here (later work): leases, recovery of a dead worker's jobs, reconnection, dead-lettering.
+//! Each attempt runs under a lease in Redis, which the worker renews while the job runs; a reaper
+//! (in every worker and api) recovers the operations of a worker that died or hung. Not here (later work): reconnection, retries with backoff, dead-lettering.
 
 mod builtin;
+pub mod cli;
 mod consumer;
 pub mod job;
 pub mod registry;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lro_common::config::Connections;
+use lro_common::reaper;
 use lro_common::store::{Store, StoreError};
-use lro_common::topology::{self, AmqpError, Topology};
+use lro_common::topology::{self, AmqpError, Publisher, Topology};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +31,9 @@ pub use registry::CancelReason;
 
 /// The worker's default concurrency: most jobs are I/O-bound and cheap to hold.
 pub const DEFAULT_CONCURRENCY: u16 = 64;
+/// How long a start or renewal holds an operation by default. A dead worker's operations run
+/// again within about this long (plus a reaper tick); renewals happen every third of it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +48,8 @@ pub enum WorkerError {
     BadWorkerId(String),
     #[error("concurrency must be at least 1")]
     BadConcurrency,
+    #[error("lease must be between 300ms and 1h")]
+    BadLease,
     #[error("worker task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -50,6 +60,7 @@ pub struct WorkerConfig {
     pub connections: Connections,
     pub worker_id: String,
     pub concurrency: u16,
+    pub lease: Duration,
 }
 
 impl WorkerConfig {
@@ -59,6 +70,7 @@ impl WorkerConfig {
             connections,
             worker_id: new_worker_id(),
             concurrency: DEFAULT_CONCURRENCY,
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -94,6 +106,9 @@ impl Worker {
         if config.concurrency == 0 {
             return Err(WorkerError::BadConcurrency);
         }
+        if !(Duration::from_millis(300)..=Duration::from_secs(3600)).contains(&config.lease) {
+            return Err(WorkerError::BadLease);
+        }
         let conns = &config.connections;
         let store = Store::connect(&conns.redis_url, &conns.namespace).await?;
         store.register_kinds(&kinds.infos()).await?;
@@ -118,8 +133,10 @@ impl Worker {
             .await
             .map_err(AmqpError::from)?;
 
+        let publisher = Publisher::open(&connection, topology.clone()).await?;
         let jobs_channel = connection.create_channel().await.map_err(AmqpError::from)?;
-        // Prefetch bounds how many jobs run at once: a delivery stays unacked while its job runs.
+        // Prefetch = concurrency: a delivery stays unacked while its job runs, so the broker sends
+        // a job only to a worker with a free slot. Slots (below) bound the rest.
         jobs_channel
             .basic_qos(config.concurrency, BasicQosOptions::default())
             .await
@@ -136,13 +153,22 @@ impl Worker {
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
         let shared = Arc::new(consumer::Shared {
-            store,
+            store: store.clone(),
+            publisher: publisher.clone(),
             kinds,
             registry: registry::Registry::new(shutdown.clone()),
             worker_id: id.clone(),
+            slots: Arc::new(Semaphore::new(usize::from(config.concurrency))),
+            lease: config.lease,
         });
+        // The renewals and the reaper outlive the consume loop until its jobs have settled.
+        let settled = CancellationToken::new();
+        tokio::spawn(consumer::renew_leases(shared.clone(), settled.clone()));
+        let tick = (config.lease / 4).min(Duration::from_secs(1));
+        tokio::spawn(reaper::run(store, publisher, tick, settled.clone()));
         let task = tokio::spawn(async move {
             let result = consumer::run(shared, jobs, cancels, shutdown).await;
+            settled.cancel();
             let _ = connection.close(200, "worker stopped".into()).await;
             result
         });

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lro_common::name::OperationName;
+use lro_common::time::Millis;
 use tokio_util::sync::CancellationToken;
 
 /// Why a job's token fired. The first reason recorded wins.
@@ -21,6 +22,9 @@ pub enum CancelReason {
     Deadline,
     /// The worker is shutting down; the operation is handed back, not cancelled.
     Shutdown,
+    /// The worker no longer holds the operation (its lease could not be renewed, or another
+    /// attempt took over): the job must stop, and its outcome is not recorded.
+    LeaseLost,
 }
 
 /// A job's token and the reason it fired, shared by the registry and the job.
@@ -60,6 +64,24 @@ impl Stop {
 struct Entry {
     id: u64,
     stop: Stop,
+    /// Set once the attempt has started in Redis.
+    held: Option<Held>,
+}
+
+/// The attempt a registered job runs, and until when its lease holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub attempt: u32,
+    pub lease_until: Millis,
+}
+
+/// A started job, as [`Registry::started_jobs`] lists it.
+#[derive(Debug, Clone)]
+pub struct StartedJob {
+    pub name: OperationName,
+    pub id: u64,
+    pub held: Held,
+    pub stop: Stop,
 }
 
 /// The tokens of every job this worker runs. Cheap to clone.
@@ -89,6 +111,7 @@ impl Registry {
             Entry {
                 id,
                 stop: stop.clone(),
+                held: None,
             },
         );
         Registration {
@@ -108,6 +131,30 @@ impl Registry {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Every job whose attempt has started, for lease renewal.
+    pub fn started_jobs(&self) -> Vec<StartedJob> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, e)| {
+                Some(StartedJob {
+                    name: name.clone(),
+                    id: e.id,
+                    held: e.held?,
+                    stop: e.stop.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records a renewed lease for the registration `id` of `name`.
+    pub fn renewed(&self, name: &OperationName, id: u64, lease_until: Millis) {
+        if let Some(e) = self.lock().get_mut(name).filter(|e| e.id == id)
+            && let Some(held) = &mut e.held
+        {
+            held.lease_until = held.lease_until.max(lease_until);
         }
     }
 
@@ -138,6 +185,27 @@ pub struct Registration {
 impl Registration {
     pub fn stop(&self) -> &Stop {
         &self.stop
+    }
+
+    /// Records that the attempt started, holding a lease; from now on it is renewed.
+    pub fn started(&self, held: Held) {
+        if let Some(e) = self
+            .registry
+            .lock()
+            .get_mut(&self.name)
+            .filter(|e| e.id == self.id)
+        {
+            e.held = Some(held);
+        }
+    }
+
+    /// The lease as last renewed.
+    pub fn held(&self) -> Option<Held> {
+        self.registry
+            .lock()
+            .get(&self.name)
+            .filter(|e| e.id == self.id)
+            .and_then(|e| e.held)
     }
 }
 

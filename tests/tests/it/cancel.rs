@@ -3,11 +3,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use lro_worker::CancelReason;
 use serde_json::json;
 
-use crate::harness::{DEADLINE, Env, Probe, name_of, state_of};
+use crate::harness::{DoneCounter, Env, Probe, name_of, state_of};
 
 #[tokio::test]
 async fn cancel_running_job_fires_its_token_and_ends_cancelled() {
@@ -185,14 +184,8 @@ async fn cancel_racing_completion_writes_exactly_one_terminal_state() {
     const N: usize = 50;
     let (env, probe) = Env::with_worker(64).await;
 
-    // Count terminal transitions as Redis announces them, one message per write that made an
-    // operation done.
-    let client = redis::Client::open(env.sys.connections().redis_url).expect("redis url");
-    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
-    pubsub
-        .subscribe(format!("{}:done", env.sys.namespace))
-        .await
-        .expect("subscribe");
+    // Count terminal writes as Redis announces them.
+    let counter = DoneCounter::subscribe(&env).await;
 
     let mut names = Vec::new();
     for _ in 0..N {
@@ -250,32 +243,8 @@ async fn cancel_racing_completion_writes_exactly_one_terminal_state() {
         assert_eq!(env.api.get(name).await.ok(), done, "the outcome moved");
     }
 
-    // Exactly N terminal writes were announced, one per operation. A marker published after the
-    // last one bounds the read without a timer.
-    let marker = "end-of-test";
-    let mut publisher = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(format!("{}:done", env.sys.namespace))
-        .arg(marker)
-        .query_async(&mut publisher)
-        .await
-        .expect("publish");
-    let mut announced: HashMap<String, usize> = HashMap::new();
-    let mut stream = pubsub.on_message();
-    loop {
-        let msg = tokio::time::timeout(DEADLINE, stream.next())
-            .await
-            .expect("announcements within the deadline")
-            .expect("subscription open");
-        let payload: String = msg.get_payload().expect("text");
-        if payload == marker {
-            break;
-        }
-        *announced.entry(payload).or_default() += 1;
-    }
+    // Exactly one terminal write per operation.
+    let announced = counter.counts().await;
     for name in &names {
         assert_eq!(announced.get(name), Some(&1), "terminal writes for {name}");
     }

@@ -8,9 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::process::Stdio;
+
+use futures_util::StreamExt;
 use lro_tests::System;
 use lro_worker::{CancelReason, JobContext, JobError, JobResult, Kinds};
 use serde_json::{Value, json};
+use tokio::process::Child;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +43,22 @@ impl Env {
         let probe = Probe::default();
         env.worker(probe.kinds(), concurrency).await;
         (env, probe)
+    }
+
+    /// Starts the real worker command line as a child process (killed when dropped), with the
+    /// built-in kinds, in this namespace.
+    pub fn worker_process(&self, id: &str, concurrency: u16, lease: &str) -> Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-worker"))
+            .env("LRO_NAMESPACE", &self.sys.namespace)
+            .env("LRO_WORKER_ID", id)
+            .env("LRO_CONCURRENCY", concurrency.to_string())
+            .env("LRO_LEASE", lease)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("worker process starts")
     }
 
     /// Starts a worker running `kinds`; returns its id.
@@ -205,10 +225,101 @@ impl Api {
         op
     }
 
+    /// Every operation of `collection` matching `filter` (all pages).
+    pub async fn list_all(&self, collection: &str, filter: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut query = format!("pageSize=1000&filter={}", encode(filter));
+            if !token.is_empty() {
+                query += &format!("&pageToken={token}");
+            }
+            let page = self.list(collection, &query).await.ok();
+            all.extend(page["operations"].as_array().into_iter().flatten().cloned());
+            match page["nextPageToken"].as_str() {
+                Some(t) => token = t.to_owned(),
+                None => return all,
+            }
+        }
+    }
+
     /// `GET` of a list path with a query string; returns the parsed reply.
     pub async fn list(&self, collection: &str, query: &str) -> Reply {
         self.call("GET", &format!("/v1/{collection}?{query}"), None)
             .await
+    }
+}
+
+/// Re-checks `check` every 20 ms until it answers `Some`, failing the test after [`DEADLINE`]:
+/// for states no event announces (a worker process running jobs). The condition decides, not the
+/// time.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Counts the terminal writes Redis announces on the namespace's done channel (one message per
+/// write that made an operation done, and per delete).
+pub struct DoneCounter {
+    client: redis::Client,
+    channel: String,
+    pubsub: redis::aio::PubSub,
+}
+
+impl DoneCounter {
+    pub async fn subscribe(env: &Env) -> Self {
+        let client = redis::Client::open(env.sys.connections().redis_url).expect("redis url");
+        let channel = format!("{}:done", env.sys.namespace);
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+        pubsub.subscribe(&channel).await.expect("subscribe");
+        Self {
+            client,
+            channel,
+            pubsub,
+        }
+    }
+
+    /// Everything announced so far, by operation name. A marker published now bounds the read
+    /// without a timer.
+    pub async fn counts(mut self) -> HashMap<String, usize> {
+        let marker = format!("end-{}", uuid::Uuid::now_v7());
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(&marker)
+            .query_async(&mut conn)
+            .await
+            .expect("publish");
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut stream = self.pubsub.on_message();
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, stream.next())
+                .await
+                .expect("announcements within the deadline")
+                .expect("subscription open");
+            let payload: String = msg.get_payload().expect("text");
+            if payload == marker {
+                return counts;
+            }
+            *counts.entry(payload).or_default() += 1;
+        }
     }
 }
 
@@ -351,4 +462,16 @@ impl Api {
             );
         }
     }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

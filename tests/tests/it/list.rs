@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Env, Probe, name_of};
+use crate::harness::{Api, Env, Probe, encode, name_of};
 
 /// Walks every page of `collection` with `query`, returning the names in order.
 async fn walk(api: &Api, collection: &str, query: &str) -> Vec<String> {
@@ -39,18 +39,6 @@ async fn walk(api: &Api, collection: &str, query: &str) -> Vec<String> {
         }
     }
     panic!("more than 100 pages");
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -119,7 +107,7 @@ async fn filters_select_by_done_state_and_kind() {
         let got = walk(
             &env.api,
             "projects/p/operations",
-            &format!("pageSize=1&filter={}", enc(filter)),
+            &format!("pageSize=1&filter={}", encode(filter)),
         )
         .await;
         let want: Vec<String> = want.into_iter().cloned().collect();

@@ -1,0 +1,145 @@
+//! Recovery: nothing accepted is left stranded when a process dies at the wrong moment.
+//!
+//! Two failures leave an operation that nobody will move on its own:
+//! - its worker died or was cut off while running it (the job's delivery was acked at start, so
+//!   the broker will not redeliver it): the attempt's lease in Redis runs out;
+//! - a process made it QUEUED in Redis and died before the broker confirmed its job message.
+//!
+//! Every path that starts or queues an operation first arms an entry on a watch list
+//! ([`Watch::Leases`] before a start, [`Watch::Unpublished`] before a queueing write), and removes
+//! it once the operation no longer needs watching. A reaper runs in every api and worker process
+//! and looks at due entries each tick. Every action it takes is a compare-and-set transition
+//! ([`Operation::expire`](crate::operation::Operation::expire)) or an idempotent re-publish, so
+//! any number of reapers may run at once: two reapers expiring one lease race on the CAS and only
+//! the winner publishes; a duplicate job message is harmless (a worker's `start` refuses an
+//! operation that is done or held under a live lease).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::name::OperationName;
+use crate::operation::{Expired, Refused};
+use crate::store::{Store, StoreError, Watch};
+use crate::time::{Millis, now_millis};
+use crate::topology::{AmqpError, Publisher};
+
+/// How long a queueing write may wait for its publish to be confirmed before a reaper publishes
+/// the job itself.
+pub const REPUBLISH_AFTER: Duration = Duration::from_secs(10);
+
+/// Entries handled per watch list per tick.
+const BATCH: usize = 200;
+
+/// Step one of queueing an operation, before the Redis write that makes it QUEUED: arm the
+/// guard that re-publishes it if step two never completes.
+pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis, StoreError> {
+    let at = now_millis() + millis(REPUBLISH_AFTER);
+    store.watch(Watch::Unpublished, name, at).await?;
+    Ok(at)
+}
+
+/// Step two, after the write: publish the job message and, once the broker confirmed it, drop the
+/// guard armed at `guarded_at`. A failure to drop the guard only costs a later duplicate message.
+pub async fn publish(
+    store: &Store,
+    publisher: &Publisher,
+    name: &OperationName,
+    guarded_at: Millis,
+) -> Result<(), AmqpError> {
+    publisher.publish_job(name).await?;
+    if let Err(e) = store.unwatch(Watch::Unpublished, name, guarded_at).await {
+        tracing::debug!(operation = %name, error = %e, "publish guard left armed");
+    }
+    Ok(())
+}
+
+/// What one sweep did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired leases whose operation was queued again and re-published.
+    pub requeued: usize,
+    /// Expired leases whose operation ended (cancel on record, or attempts spent).
+    pub ended: usize,
+    /// Queued operations whose publish was never confirmed, published now.
+    pub republished: usize,
+}
+
+/// Sweeps every `tick` until `shutdown`.
+pub async fn run(store: Store, publisher: Publisher, tick: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        match sweep(&store, &publisher, now_millis()).await {
+            Ok(swept) if swept != Swept::default() => tracing::info!(?swept, "reaper"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaper sweep failed; retrying next tick"),
+        }
+    }
+}
+
+/// Looks at every due watch-list entry once.
+pub async fn sweep(store: &Store, publisher: &Publisher, now: Millis) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    for (name, due) in store.due(Watch::Leases, now, BATCH).await? {
+        match store.update(&name, |op| op.expire(now)).await {
+            Ok((_, Expired::Requeued)) => {
+                tracing::info!(operation = %name, "lease expired: queued again");
+                let guarded_at = guard_publish(store, &name).await?;
+                store.unwatch(Watch::Leases, &name, due).await?;
+                // A failed publish is repaired by the guard on a later tick.
+                if let Err(e) = publish(store, publisher, &name, guarded_at).await {
+                    tracing::warn!(operation = %name, error = %e, "re-publish failed");
+                }
+                swept.requeued += 1;
+            }
+            Ok((_, Expired::Cancelled | Expired::Failed)) => {
+                tracing::info!(operation = %name, "lease expired: ended");
+                store.unwatch(Watch::Leases, &name, due).await?;
+                swept.ended += 1;
+            }
+            // Renewed meanwhile: look again when the new lease ends.
+            Err(StoreError::Refused(Refused::Held { until, .. })) => {
+                store
+                    .rewatch(Watch::Leases, &name, due, Some(until))
+                    .await?;
+            }
+            // Queued (a start in flight, or handed back and published): look again later (a
+            // worker that starts it re-arms the entry for its lease); done or deleted: nothing
+            // left to watch.
+            Err(StoreError::Refused(Refused::NotRunning)) => {
+                let later = now + millis(REPUBLISH_AFTER);
+                store
+                    .rewatch(Watch::Leases, &name, due, Some(later))
+                    .await?;
+            }
+            Err(StoreError::Refused(_) | StoreError::NotFound) => {
+                store.unwatch(Watch::Leases, &name, due).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (name, due) in store.due(Watch::Unpublished, now, BATCH).await? {
+        let queued = match store.get(&name).await {
+            Ok(op) => op.state() == crate::operation::State::Queued,
+            Err(StoreError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
+        if queued {
+            tracing::info!(operation = %name, "publish never confirmed: publishing");
+            if let Err(e) = publisher.publish_job(&name).await {
+                tracing::warn!(operation = %name, error = %e, "re-publish failed");
+                continue;
+            }
+            swept.republished += 1;
+        }
+        store.unwatch(Watch::Unpublished, &name, due).await?;
+    }
+    Ok(swept)
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}

@@ -1,0 +1,217 @@
+//! Faults: workers killed, paused and stopped mid-job, cancel messages lost, publishes never
+//! confirmed. Real worker processes where a process must die; the shared Redis and RabbitMQ are
+//! never disturbed.
+
+use std::time::{Duration, Instant};
+
+use lro_common::config::Connections;
+use lro_common::name::Parent;
+use lro_common::operation::{NewOperation, Operation};
+use lro_common::reaper;
+use lro_common::store::Store;
+use lro_common::time::now_millis;
+use lro_worker::{CancelReason, Kinds, WorkerConfig};
+use serde_json::{Value, json};
+
+use crate::harness::{DoneCounter, Env, Probe, eventually, name_of, state_of};
+
+/// Sends `signal` (e.g. "-STOP") to a child process.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("child running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Waits until `n` operations of `collection` are RUNNING on `worker`; returns them.
+async fn running_on(env: &Env, collection: &str, worker: &str, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} running on {worker}"), || async {
+        let ops = env.api.list_all(collection, "metadata.state=RUNNING").await;
+        let on: Vec<Value> = ops
+            .into_iter()
+            .filter(|op| op["metadata"]["worker"] == worker)
+            .collect();
+        (on.len() == n).then_some(on)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_killed_worker_run_again_elsewhere_exactly_once() {
+    const N: usize = 100;
+    let mut env = Env::start().await;
+    let counter = DoneCounter::subscribe(&env).await;
+    let mut doomed = env.worker_process("doomed", 100, "1s");
+
+    let mut names = Vec::new();
+    for _ in 0..N {
+        let input = json!({ "duration": "8s", "steps": 8 });
+        names.push(name_of(&env.api.submit("projects/k", "sleep", input).await));
+    }
+    running_on(&env, "projects/k/operations", "doomed", N).await;
+
+    let killed = Instant::now();
+    let killed_at = now_millis();
+    doomed.start_kill().expect("kill -9");
+    doomed.wait().await.expect("reaped");
+    let rescuer = env.worker(Kinds::builtin(), 100).await;
+
+    // Each runs again on the rescuer as attempt 2 (the lease ran out; the reaper re-queued it).
+    let mut restarts = Vec::new();
+    for name in &names {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+        assert_eq!(op["metadata"]["attempt"], 2, "{op}");
+        assert_eq!(op["metadata"]["worker"], rescuer.as_str(), "{op}");
+        let started = op["metadata"]["startTime"].as_str().expect("start");
+        let started = humantime::parse_rfc3339(started).expect("rfc3339");
+        let ms = started
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        restarts.push(u64::try_from(ms).expect("ms") - killed_at);
+    }
+    restarts.sort_unstable();
+    let all_done = killed.elapsed();
+    let counts = counter.counts().await;
+    for name in &names {
+        assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
+    }
+    eprintln!(
+        "kill -9 with {N} running (1 s lease, 8 s jobs): restarted {}-{} ms after the kill \
+         (median {} ms); all done {all_done:?} after it; {} terminal writes",
+        restarts[0],
+        restarts[N - 1],
+        restarts[N / 2],
+        counts.values().sum::<usize>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
+    let mut env = Env::start().await;
+    let counter = DoneCounter::subscribe(&env).await;
+    // Concurrency 1, so the broker sends it nothing more while its one job runs.
+    let paused = env.worker_process("paused", 1, "1s");
+    let input = json!({ "duration": "3s", "steps": 30 });
+    let name = name_of(&env.api.submit("", "sleep", input).await);
+    running_on(&env, "operations", "paused", 1).await;
+
+    // Frozen mid-job (a GC pause, a partition): its lease runs out and another worker takes over.
+    signal(&paused, "-STOP");
+    let rescuer = env.worker(Kinds::builtin(), 4).await;
+    let taken = eventually("taken over", || async {
+        let op = env.api.get(&name).await.ok();
+        (op["metadata"]["attempt"] == 2).then_some(op)
+    })
+    .await;
+    assert_eq!(taken["metadata"]["worker"], rescuer.as_str(), "{taken}");
+
+    // Thawed, the old attempt finds itself fenced: its renewals and progress are refused, it
+    // stops its job, and nothing it does is recorded.
+    signal(&paused, "-CONT");
+    let done = env.api.done(&name).await;
+    assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    assert_eq!(done["metadata"]["attempt"], 2);
+    assert_eq!(done["metadata"]["worker"], rescuer.as_str());
+    assert_eq!(counter.counts().await.get(&name), Some(&1));
+}
+
+#[tokio::test]
+async fn a_cancel_whose_message_was_lost_is_honoured_on_lease_renewal() {
+    let mut env = Env::start().await;
+    let probe = Probe::default();
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.lease = Duration::from_millis(600);
+    env.sys
+        .add_worker_with(probe.kinds(), config)
+        .await
+        .expect("worker");
+    let name = name_of(&env.api.submit("", "gate", json!({})).await);
+    probe.started(&name).await;
+
+    // The cancel is recorded in Redis, but its message never reaches the worker.
+    let store = store(&env.sys.connections()).await;
+    let op_name = lro_common::name::OperationName::parse(&name).expect("name");
+    store
+        .update(&op_name, |op| op.request_cancel(now_millis()))
+        .await
+        .expect("cancel recorded");
+
+    let seen = probe.until(&name, |s| s.stopped.is_some()).await;
+    assert_eq!(seen.stopped, Some(CancelReason::User));
+    let done = env.api.done(&name).await;
+    assert_eq!(done["error"]["code"], 1, "{done}");
+}
+
+#[tokio::test]
+async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() {
+    let mut env = Env::start().await;
+    env.worker(Kinds::builtin(), 4).await;
+
+    // What an api that died between its Redis write and its publish leaves behind.
+    let store = store(&env.sys.connections()).await;
+    let name = Parent::root()
+        .operation(&uuid::Uuid::now_v7().to_string())
+        .expect("name");
+    let op = Operation::new(
+        NewOperation {
+            name: name.clone(),
+            kind: "noop".into(),
+            input: json!({}),
+            cancellable: true,
+            request_id: None,
+            timeout_ms: None,
+        },
+        now_millis(),
+    );
+    reaper::guard_publish(&store, &name).await.expect("guard");
+    store.create(&op).await.expect("create");
+
+    let created = Instant::now();
+    let done = env.api.done(name.as_str()).await;
+    assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    let took = created.elapsed();
+    assert!(
+        took >= reaper::REPUBLISH_AFTER,
+        "published before its guard was due: {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_running_jobs_back_and_they_finish_elsewhere() {
+    const N: usize = 5;
+    let mut env = Env::start().await;
+    let mut leaving = env.worker_process("leaving", 10, "15s");
+    let mut names = Vec::new();
+    for _ in 0..N {
+        let input = json!({ "duration": "2s", "steps": 20 });
+        names.push(name_of(&env.api.submit("", "sleep", input).await));
+    }
+    running_on(&env, "operations", "leaving", N).await;
+
+    signal(&leaving, "-TERM");
+    let status = leaving.wait().await.expect("exits");
+    assert!(status.success(), "worker exit: {status}");
+    // Handed back, not cancelled: queued again for the next attempt.
+    for name in &names {
+        let op = env.api.get(name).await.ok();
+        assert_eq!(state_of(&op), "QUEUED", "{op}");
+    }
+
+    let next = env.worker(Kinds::builtin(), 10).await;
+    for name in &names {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+        assert_eq!(op["metadata"]["attempt"], 2);
+        assert_eq!(op["metadata"]["worker"], next.as_str());
+    }
+}
+
+async fn store(connections: &Connections) -> Store {
+    Store::connect(&connections.redis_url, &connections.namespace)
+        .await
+        .expect("redis")
+}

@@ -1,0 +1,61 @@
+//! The `lro-worker` command line, as a function: the binary runs it with the built-in kinds, and
+//! a team's own worker binary can run it with theirs (`lro_worker::cli::main(kinds)`).
+
+use std::time::Duration;
+
+use clap::Parser;
+use lro_common::config::{Connections, parse_duration_arg};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Kinds, Worker, WorkerConfig};
+
+/// Runs lro jobs from RabbitMQ.
+#[derive(Parser)]
+#[command(name = "lro-worker", version)]
+struct Args {
+    #[command(flatten)]
+    connections: Connections,
+    /// Most jobs this worker runs at once.
+    #[arg(long, env = "LRO_CONCURRENCY", default_value_t = crate::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
+    /// Identity recorded on the operations it runs (generated when absent).
+    #[arg(long, env = "LRO_WORKER_ID")]
+    worker_id: Option<String>,
+    /// How long a running operation is held without renewal; a dead worker's operations run
+    /// again after about this long.
+    #[arg(long, env = "LRO_LEASE", default_value = "15s", value_parser = parse_duration_arg)]
+    lease: Duration,
+}
+
+/// Parses flags and environment, runs a worker with `kinds` until SIGINT/SIGTERM, and exits the
+/// process non-zero with one clear line if it cannot start or fails.
+pub fn main(kinds: Kinds) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = WorkerConfig {
+        worker_id: args.worker_id.unwrap_or_else(crate::new_worker_id),
+        concurrency: args.concurrency,
+        lease: args.lease,
+        connections: args.connections,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lro-worker: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
+        Worker::start(config, kinds, shutdown).await?.wait().await
+    });
+    if let Err(e) = result {
+        eprintln!("lro-worker: {e}");
+        std::process::exit(1);
+    }
+}
