@@ -273,9 +273,13 @@ impl Operation {
             }
             Phase::Running { .. } => {
                 // A takeover: the old attempt is lost, exactly as if the reaper had expired it.
-                if self.expire(now)? != Expired::Requeued {
+                // If expiring would end the operation (a cancel on record, attempts spent), it
+                // is not started; the reaper ends it (a refused transition changes nothing).
+                let mut taken = self.clone();
+                if taken.expire(now)? != Expired::Requeued {
                     return Err(Refused::Done);
                 }
+                *self = taken;
             }
             Phase::Queued => {}
         }
@@ -556,11 +560,13 @@ mod tests {
     }
 
     #[test]
-    fn takeover_after_a_cancel_request_ends_it_cancelled() {
+    fn no_takeover_after_a_cancel_request_the_reaper_ends_it() {
         let mut o = running();
         o.request_cancel(5).unwrap();
+        let before = o.clone();
         assert_eq!(o.start("w2", 11, 21), Err(Refused::Done));
-        assert_eq!(o.state(), State::Cancelled);
+        assert_eq!(o, before);
+        assert_eq!(o.expire(11), Ok(Expired::Cancelled));
         assert_eq!(o.run().unwrap().worker, "w1");
     }
 
@@ -748,3 +754,6 @@ mod tests {
         assert_eq!(State::parse("running"), None);
     }
 }
+
+#[cfg(test)]
+mod interleavings;
