@@ -86,5 +86,8 @@ fn metadata(op: &Operation) -> Value {
     if let Some(r) = &op.request_id {
         m.insert("requestId".into(), r.as_str().into());
     }
+    if op.stop_forced {
+        m.insert("stopForced".into(), true.into());
+    }
     Value::Object(m)
 }

@@ -53,6 +53,9 @@ pub struct Operation {
     /// When a cancel was first requested, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<Millis>,
+    /// The attempt that ended it ignored its token past the grace period and was aborted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_forced: bool,
     pub phase: Phase,
 }
 
@@ -221,6 +224,7 @@ impl Operation {
             attempt: 0,
             progress: None,
             cancel_requested: None,
+            stop_forced: false,
             phase: Phase::Queued,
         }
     }
@@ -407,6 +411,19 @@ impl Operation {
             result,
         };
         self.updated = now;
+        Ok(())
+    }
+
+    /// As [`Operation::finish`], for an attempt the worker aborted because it ignored its token
+    /// past the grace period: the outcome is recorded as a forced stop.
+    pub fn finish_forced(
+        &mut self,
+        attempt: u32,
+        result: Terminal,
+        now: Millis,
+    ) -> Result<(), Refused> {
+        self.finish(attempt, result, now)?;
+        self.stop_forced = true;
         Ok(())
     }
 

@@ -25,6 +25,13 @@ struct Args {
     /// again after about this long.
     #[arg(long, env = "LRO_LEASE", default_value = "15s", value_parser = parse_duration_arg)]
     lease: Duration,
+    /// After SIGTERM, how long running jobs may go on finishing before they are stopped and
+    /// handed back (to run again elsewhere).
+    #[arg(long, env = "LRO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration_arg)]
+    shutdown_grace: Duration,
+    /// After a job's token fires, how long it may take to return before it is aborted.
+    #[arg(long, env = "LRO_STOP_GRACE", default_value = "10s", value_parser = parse_duration_arg)]
+    stop_grace: Duration,
 }
 
 /// Parses flags and environment, runs a worker with `kinds` until SIGINT/SIGTERM, and exits the
@@ -40,6 +47,8 @@ pub fn main(kinds: Kinds) {
         worker_id: args.worker_id.unwrap_or_else(crate::new_worker_id),
         concurrency: args.concurrency,
         lease: args.lease,
+        shutdown_grace: args.shutdown_grace,
+        stop_grace: args.stop_grace,
         connections: args.connections,
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<Semaphore>,
     /// How long a start or renewal holds an operation.
     pub(crate) lease: Duration,
+    /// How long a job may take to return once its token fired, before it is aborted.
+    pub(crate) stop_grace: Duration,
 }
 
 impl Shared {
@@ -62,34 +64,56 @@ impl Shared {
     }
 }
 
-/// Runs until shutdown, then waits for the running jobs (whose tokens fired with it) to settle.
+/// Runs until shutdown, then drains: stops taking jobs (the broker gets them back), lets running
+/// jobs finish for `shutdown_grace`, then fires their tokens (reason: shutdown) so that they hand
+/// their operations back, and returns once every job has settled. Cancels are still received
+/// while draining.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut jobs: lapin::Consumer,
     mut cancels: lapin::Consumer,
     shutdown: CancellationToken,
+    drain: CancellationToken,
+    shutdown_grace: Duration,
 ) -> Result<(), WorkerError> {
     let tracker = TaskTracker::new();
-    let result = loop {
+    let grace_over = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace_over);
+    let mut draining = false;
+    let mut failed = None;
+    loop {
         tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            delivery = jobs.next() => match delivery {
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                tracker.close();
+                grace_over.as_mut().reset(tokio::time::Instant::now() + shutdown_grace);
+                tracing::info!(running = shared.registry.len(), "draining");
+            }
+            () = &mut grace_over, if draining && !drain.is_cancelled() => drain.cancel(),
+            () = tracker.wait(), if draining => break,
+            delivery = jobs.next(), if !draining => match delivery {
                 Some(Ok(delivery)) => {
-                    tracker.spawn(handle(shared.clone(), delivery));
+                    tracker.spawn(handle(shared.clone(), delivery, shutdown.clone()));
                 }
-                Some(Err(e)) => break Err(WorkerError::Amqp(e.into())),
-                None => break Err(WorkerError::ConsumerClosed("jobs")),
+                Some(Err(e)) => failed = Some(WorkerError::Amqp(e.into())),
+                None => failed = Some(WorkerError::ConsumerClosed("jobs")),
             },
             message = cancels.next() => match message {
                 Some(Ok(message)) => on_cancel(&shared.registry, &message.data),
-                Some(Err(e)) => break Err(WorkerError::Amqp(e.into())),
-                None => break Err(WorkerError::ConsumerClosed("cancel")),
+                Some(Err(e)) => failed = Some(WorkerError::Amqp(e.into())),
+                None => failed = Some(WorkerError::ConsumerClosed("cancel")),
             },
         }
-    };
-    tracker.close();
-    tracker.wait().await;
-    result
+        if let Some(e) = &failed
+            && !draining
+        {
+            // The broker is gone: nothing more arrives, so drain what runs (their leases keep
+            // their operations; a hand-back that cannot publish is repaired by a reaper).
+            tracing::error!(error = %e, "consumer failed; draining");
+            shutdown.cancel();
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 fn on_cancel(registry: &Registry, data: &[u8]) {
@@ -118,7 +142,7 @@ enum Settle {
     Requeue,
 }
 
-async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationToken) {
     let name = match wire::decode_job(&delivery.data) {
         Ok(JobMessage::V1 { name }) => name,
         Err(e) => {
@@ -134,6 +158,7 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         () = tokio::time::sleep(MAX_SLOT_WAIT) => {
             return settle_delivery(&delivery, Settle::Requeue).await;
         }
+        () = shutdown.cancelled() => return settle_delivery(&delivery, Settle::Requeue).await,
     };
     // Registered before the attempt starts: a cancel message arriving from now on finds it.
     let registration = shared.registry.register(&name);
@@ -175,8 +200,8 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %op.kind);
     async {
         tracing::debug!("started");
-        let outcome = run_job(&shared, &op, started.attempt, &stop).await;
-        settle(&shared, &name, started.attempt, outcome, &stop).await;
+        let (outcome, forced) = run_job(&shared, &op, started.attempt, &stop).await;
+        settle(&shared, &name, started.attempt, outcome, forced, &stop).await;
         // Done with the lease entry once the record needs no watching; the latest armed score is
         // the one the registration last renewed.
         let armed = registration.held().map_or(lease_until, |h| h.lease_until);
@@ -191,31 +216,50 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     drop(permit);
 }
 
-async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> Outcome {
+/// Runs the job to its end. Once its token has fired (cancel, deadline, shutdown, lease lost) the
+/// job gets `stop_grace` to return; after that it is aborted (at its next await: the async part of
+/// a job is dropped; a thread of `spawn_blocking` work runs on until it next checks its token) and
+/// the outcome is recorded as a forced stop. Returns the outcome and whether it was forced.
+async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> (Outcome, bool) {
     let Some(kind) = shared.kinds.get(&op.kind) else {
-        return Outcome::Terminal(Terminal::Failed(Status::new(
+        let status = Status::new(
             Code::Unimplemented,
             format!("no worker runs jobs of kind {:?}", op.kind),
-        )));
+        );
+        return (Outcome::Terminal(Terminal::Failed(status)), false);
     };
     let ctx = JobContext::new(op.name.clone(), attempt, stop.clone(), shared.store.clone());
-    // Spawned so that a panicking job fails its operation instead of the worker.
+    // Spawned so that a panicking job fails its operation instead of the worker, and so that it
+    // can be aborted.
     let mut job = tokio::spawn((kind.handler)(op.input.clone(), ctx));
-    let joined = match op.timeout_ms {
-        Some(ms) => {
-            tokio::select! {
-                joined = &mut job => joined,
-                () = tokio::time::sleep(Duration::from_millis(ms)) => {
-                    stop.fire(CancelReason::Deadline);
-                    job.await
-                }
-            }
+    let deadline = async {
+        match op.timeout_ms {
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            None => std::future::pending().await,
         }
-        None => job.await,
+    };
+    let joined = tokio::select! {
+        joined = &mut job => Some(joined),
+        () = deadline => {
+            stop.fire(CancelReason::Deadline);
+            None
+        }
+        () = stop.token().cancelled() => None,
+    };
+    let (joined, forced) = match joined {
+        Some(joined) => (joined, false),
+        None => match tokio::time::timeout(shared.stop_grace, &mut job).await {
+            Ok(joined) => (joined, false),
+            Err(_) => {
+                job.abort();
+                tracing::warn!(grace = ?shared.stop_grace, "job ignored its token: aborted");
+                (Ok(Err(JobError::Cancelled)), true)
+            }
+        },
     };
     let result: JobResult =
         joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
-    decide(result, stop.reason(), op.timeout_ms)
+    (decide(result, stop.reason(), op.timeout_ms), forced)
 }
 
 /// Turns what the job returned, and why its token fired (if it did), into an outcome.
@@ -252,6 +296,7 @@ async fn settle(
     name: &OperationName,
     attempt: u32,
     outcome: Outcome,
+    forced: bool,
     stop: &Stop,
 ) {
     let store = &shared.store;
@@ -264,7 +309,13 @@ async fn settle(
                 return;
             }
             Outcome::Terminal(t) => store
-                .update(name, |op| op.finish(attempt, t.clone(), now))
+                .update(name, |op| {
+                    if forced {
+                        op.finish_forced(attempt, t.clone(), now)
+                    } else {
+                        op.finish(attempt, t.clone(), now)
+                    }
+                })
                 .await
                 .map(|_| ()),
             Outcome::HandBack => hand_back(shared, name, attempt, now).await,

@@ -3,7 +3,8 @@
 //!
 //! A worker consumes the namespace's jobs queue (prefetch = concurrency, manual acks) and its own
 //! cancel queue. Each job runs under a [`tokio_util::sync::CancellationToken`] kept in a
-//! [`registry::Registry`] keyed by operation name, a child of the worker's shutdown token.
+//! [`registry::Registry`] keyed by operation name, a child of the worker's drain token (fired when
+//! a shutdown's grace period is over).
 //! Each attempt runs under a lease in Redis, which the worker renews while the job runs; a reaper
 //! (in every worker and api) recovers the operations of a worker that died or hung. Not here (later work): reconnection, retries with backoff, dead-lettering.
 
@@ -34,6 +35,11 @@ pub const DEFAULT_CONCURRENCY: u16 = 64;
 /// How long a start or renewal holds an operation by default. A dead worker's operations run
 /// again within about this long (plus a reaper tick); renewals happen every third of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// How long running jobs may go on finishing after a shutdown begins, by default, before their
+/// tokens fire and they are handed back.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a job may take to return once its token fired, by default, before it is aborted.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,10 @@ pub struct WorkerConfig {
     pub worker_id: String,
     pub concurrency: u16,
     pub lease: Duration,
+    /// After shutdown begins, how long running jobs may go on before they are stopped.
+    pub shutdown_grace: Duration,
+    /// After a job's token fires, how long it may take to return before it is aborted.
+    pub stop_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -71,6 +81,8 @@ impl WorkerConfig {
             worker_id: new_worker_id(),
             concurrency: DEFAULT_CONCURRENCY,
             lease: DEFAULT_LEASE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            stop_grace: DEFAULT_STOP_GRACE,
         }
     }
 }
@@ -152,14 +164,17 @@ impl Worker {
             .map_err(AmqpError::from)?;
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
+        // Fired when a shutdown's grace is over: every job's token is its child.
+        let drain = CancellationToken::new();
         let shared = Arc::new(consumer::Shared {
             store: store.clone(),
             publisher: publisher.clone(),
             kinds,
-            registry: registry::Registry::new(shutdown.clone()),
+            registry: registry::Registry::new(drain.clone()),
             worker_id: id.clone(),
             slots: Arc::new(Semaphore::new(usize::from(config.concurrency))),
             lease: config.lease,
+            stop_grace: config.stop_grace,
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
@@ -167,7 +182,15 @@ impl Worker {
         let tick = (config.lease / 4).min(Duration::from_secs(1));
         tokio::spawn(reaper::run(store, publisher, tick, settled.clone()));
         let task = tokio::spawn(async move {
-            let result = consumer::run(shared, jobs, cancels, shutdown).await;
+            let result = consumer::run(
+                shared,
+                jobs,
+                cancels,
+                shutdown,
+                drain,
+                config.shutdown_grace,
+            )
+            .await;
             settled.cancel();
             let _ = connection.close(200, "worker stopped".into()).await;
             result

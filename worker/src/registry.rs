@@ -2,7 +2,8 @@
 //!
 //! A job's entry is made before its attempt starts in Redis and removed when its [`Registration`]
 //! is dropped, so a cancel message that arrives at any moment in between finds the token. Each
-//! token is a child of the worker's shutdown token: a user cancel stops one job, shutdown stops all.
+//! token is a child of the worker's drain token (fired when a shutdown's grace period is over): a
+//! user cancel stops one job, draining stops all.
 //! The lock is a plain mutex held only for map operations, never across an await.
 
 use std::collections::HashMap;

@@ -43,7 +43,7 @@ async fn jobs_of_a_killed_worker_run_again_elsewhere_exactly_once() {
     const N: usize = 100;
     let mut env = Env::start().await;
     let counter = DoneCounter::subscribe(&env).await;
-    let mut doomed = env.worker_process("doomed", 100, "1s");
+    let mut doomed = env.worker_process("doomed", 100, &[("LRO_LEASE", "1s")]);
 
     let mut names = Vec::new();
     for _ in 0..N {
@@ -94,7 +94,7 @@ async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
     let mut env = Env::start().await;
     let counter = DoneCounter::subscribe(&env).await;
     // Concurrency 1, so the broker sends it nothing more while its one job runs.
-    let paused = env.worker_process("paused", 1, "1s");
+    let paused = env.worker_process("paused", 1, &[("LRO_LEASE", "1s")]);
     let input = json!({ "duration": "3s", "steps": 30 });
     let name = name_of(&env.api.submit("", "sleep", input).await);
     running_on(&env, "operations", "paused", 1).await;
@@ -181,33 +181,84 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hands_running_jobs_back_and_they_finish_elsewhere() {
-    const N: usize = 5;
+async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back() {
     let mut env = Env::start().await;
-    let mut leaving = env.worker_process("leaving", 10, "15s");
-    let mut names = Vec::new();
-    for _ in 0..N {
-        let input = json!({ "duration": "2s", "steps": 20 });
-        names.push(name_of(&env.api.submit("", "sleep", input).await));
+    let vars = [("LRO_SHUTDOWN_GRACE", "1.5s")];
+    let mut leaving = env.worker_process("leaving", 10, &vars);
+    let mut short = Vec::new();
+    let mut long = Vec::new();
+    for _ in 0..2 {
+        let input = json!({ "duration": "0.3s", "steps": 3 });
+        short.push(name_of(&env.api.submit("", "sleep", input).await));
     }
-    running_on(&env, "operations", "leaving", N).await;
+    for _ in 0..3 {
+        let input = json!({ "duration": "4s", "steps": 40 });
+        long.push(name_of(&env.api.submit("", "sleep", input).await));
+    }
+    running_on(&env, "operations", "leaving", 5).await;
 
     signal(&leaving, "-TERM");
     let status = leaving.wait().await.expect("exits");
     assert!(status.success(), "worker exit: {status}");
-    // Handed back, not cancelled: queued again for the next attempt.
-    for name in &names {
+    // Within the grace period the short jobs finished where they ran.
+    for name in &short {
+        let op = env.api.get(name).await.ok();
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+        assert_eq!(op["metadata"]["worker"], "leaving");
+    }
+    // The long ones were handed back, not cancelled: queued again for the next attempt.
+    for name in &long {
         let op = env.api.get(name).await.ok();
         assert_eq!(state_of(&op), "QUEUED", "{op}");
+        assert!(op["metadata"].get("cancelRequested").is_none(), "{op}");
     }
 
     let next = env.worker(Kinds::builtin(), 10).await;
-    for name in &names {
+    for name in &long {
         let op = env.api.done(name).await;
         assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
         assert_eq!(op["metadata"]["attempt"], 2);
         assert_eq!(op["metadata"]["worker"], next.as_str());
     }
+}
+
+#[tokio::test]
+async fn a_job_that_ignores_its_token_is_aborted_after_the_grace_and_still_ends() {
+    let mut env = Env::start().await;
+    let probe = Probe::default();
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.concurrency = 1;
+    config.stop_grace = Duration::from_millis(300);
+    env.sys
+        .add_worker_with(probe.kinds(), config)
+        .await
+        .expect("worker");
+
+    // A user cancel: the job hears its token and ignores it; it is aborted and ends CANCELLED.
+    let deaf = name_of(&env.api.submit("", "deaf", json!({})).await);
+    probe.started(&deaf).await;
+    env.api.cancel(&deaf).await.ok();
+    let done = env.api.done(&deaf).await;
+    assert_eq!(state_of(&done), "CANCELLED", "{done}");
+    assert_eq!(done["metadata"]["stopForced"], true, "{done}");
+    assert_eq!(probe.seen(&deaf).stopped, Some(CancelReason::User));
+
+    // A deadline on a job that never looks at its token: aborted, DEADLINE_EXCEEDED.
+    let stubborn = env
+        .api
+        .submit_with(
+            "",
+            json!({ "kind": "uninterruptible", "input": { "duration": "1h" }, "timeout": "0.2s" }),
+        )
+        .await
+        .ok();
+    let done = env.api.done(&name_of(&stubborn)).await;
+    assert_eq!(done["error"]["code"], 4, "{done}");
+    assert_eq!(done["metadata"]["stopForced"], true, "{done}");
+
+    // The slot was freed each time (concurrency 1): the next job runs.
+    let next = name_of(&env.api.submit("", "noop", json!({})).await);
+    assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
 }
 
 async fn store(connections: &Connections) -> Store {

@@ -46,13 +46,13 @@ impl Env {
     }
 
     /// Starts the real worker command line as a child process (killed when dropped), with the
-    /// built-in kinds, in this namespace.
-    pub fn worker_process(&self, id: &str, concurrency: u16, lease: &str) -> Child {
+    /// built-in kinds, in this namespace, configured by `LRO_*` variables.
+    pub fn worker_process(&self, id: &str, concurrency: u16, vars: &[(&str, &str)]) -> Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-worker"))
             .env("LRO_NAMESPACE", &self.sys.namespace)
             .env("LRO_WORKER_ID", id)
             .env("LRO_CONCURRENCY", concurrency.to_string())
-            .env("LRO_LEASE", lease)
+            .envs(vars.iter().copied())
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
