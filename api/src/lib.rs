@@ -26,12 +26,17 @@ pub use service::Service;
 /// How often the api's reaper looks for stranded operations.
 const REAPER_TICK: Duration = Duration::from_secs(1);
 
+/// How long done operations are kept by default: 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How the api is set up.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub connections: Connections,
     /// Longest a `:wait` call may block.
     pub max_wait: Duration,
+    /// How long an operation is kept once done.
+    pub retention: Duration,
 }
 
 impl ApiConfig {
@@ -39,6 +44,7 @@ impl ApiConfig {
         Self {
             connections,
             max_wait: DEFAULT_MAX_WAIT,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -67,6 +73,7 @@ impl App {
                 publisher,
                 waiters: waiters::Waiters::default(),
                 max_wait: config.max_wait,
+                retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
                 _amqp: Arc::new(amqp),
             },
         })

@@ -18,6 +18,9 @@ struct Args {
     /// Longest a `:wait` call blocks, e.g. "60s".
     #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration_arg)]
     max_wait: Duration,
+    /// How long an operation is kept once done, e.g. "168h".
+    #[arg(long, env = "LRO_RETENTION", default_value = "168h", value_parser = parse_duration_arg)]
+    retention: Duration,
 }
 
 #[tokio::main]
@@ -37,6 +40,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = App::connect(ApiConfig {
         connections: args.connections,
         max_wait: args.max_wait,
+        retention: args.retention,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(&args.http_addr)

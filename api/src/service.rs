@@ -31,6 +31,8 @@ pub struct Service {
     pub(crate) publisher: Publisher,
     pub(crate) waiters: Waiters,
     pub(crate) max_wait: Duration,
+    /// How long done operations are kept.
+    pub(crate) retention_ms: u64,
     /// Keeps the AMQP connection open as long as the service lives.
     pub(crate) _amqp: Arc<lapin::Connection>,
 }
@@ -97,12 +99,13 @@ impl Service {
                 cancellable: kind.cancellable,
                 request_id: req.request_id,
                 timeout_ms,
+                retention_ms: Some(self.retention_ms),
             },
             now_millis(),
         );
         // Guarded before it is written: if this process dies before the broker confirms the job
         // message, a reaper publishes it.
-        let guarded_at = reaper::guard_publish(&self.store, &op.name).await?;
+        let guarded_at = reaper::guard_new(&self.store, &op).await?;
         match self.store.create(&op).await? {
             Created::Existing(existing) => {
                 let _ = self

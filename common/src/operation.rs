@@ -44,6 +44,9 @@ pub struct Operation {
     /// Longest one attempt may run, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// How long the record is kept once done, in milliseconds (none: forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
     pub created: Millis,
     pub updated: Millis,
     /// How many times a worker has started this operation.
@@ -152,6 +155,7 @@ pub struct NewOperation {
     pub cancellable: bool,
     pub request_id: Option<String>,
     pub timeout_ms: Option<u64>,
+    pub retention_ms: Option<u64>,
 }
 
 /// Why a transition did not apply.
@@ -219,6 +223,7 @@ impl Operation {
             cancellable: spec.cancellable,
             request_id: spec.request_id,
             timeout_ms: spec.timeout_ms,
+            retention_ms: spec.retention_ms,
             created: now,
             updated: now,
             attempt: 0,
@@ -239,6 +244,14 @@ impl Operation {
                 Terminal::Failed(_) => State::Failed,
                 Terminal::Cancelled => State::Cancelled,
             },
+        }
+    }
+
+    /// When the record may be deleted: its retention after it became done.
+    pub fn expires_at(&self) -> Option<Millis> {
+        match self.phase {
+            Phase::Done { ended, .. } => self.retention_ms.map(|r| ended.saturating_add(r)),
+            _ => None,
         }
     }
 
@@ -475,6 +488,7 @@ mod tests {
                 cancellable,
                 request_id: None,
                 timeout_ms: None,
+                retention_ms: None,
             },
             1,
         )

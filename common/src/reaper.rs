@@ -1,5 +1,7 @@
 //! Recovery: nothing accepted is left stranded when a process dies at the wrong moment.
 //!
+//! It also deletes done operations once their retention has passed (see [`Watch::Retention`]).
+//!
 //! Two failures leave an operation that nobody will move on its own:
 //! - its worker died or was cut off while running it (the job's delivery was acked at start, so
 //!   the broker will not redeliver it): the attempt's lease in Redis runs out;
@@ -19,7 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::name::OperationName;
-use crate::operation::{Expired, Refused};
+use crate::operation::{Expired, Operation, Refused};
 use crate::store::{Store, StoreError, Watch};
 use crate::time::{Millis, now_millis};
 use crate::topology::{AmqpError, Publisher};
@@ -37,6 +39,19 @@ pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis
     let at = now_millis() + millis(REPUBLISH_AFTER);
     store.watch(Watch::Unpublished, name, at).await?;
     Ok(at)
+}
+
+/// Step one of submitting a new operation: the publish guard, and its retention watch if it has a
+/// retention, armed in one round trip before the record is written.
+pub async fn guard_new(store: &Store, op: &Operation) -> Result<Millis, StoreError> {
+    let now = now_millis();
+    let guarded_at = now + millis(REPUBLISH_AFTER);
+    let mut lists = vec![(Watch::Unpublished, guarded_at)];
+    if let Some(retention) = op.retention_ms {
+        lists.push((Watch::Retention, now.saturating_add(retention)));
+    }
+    store.watch_all(&op.name, &lists).await?;
+    Ok(guarded_at)
 }
 
 /// Step two, after the write: publish the job message and, once the broker confirmed it, drop the
@@ -63,6 +78,8 @@ pub struct Swept {
     pub ended: usize,
     /// Queued operations whose publish was never confirmed, published now.
     pub republished: usize,
+    /// Done operations past their retention, deleted.
+    pub deleted: usize,
 }
 
 /// Sweeps every `tick` until `shutdown`.
@@ -136,6 +153,38 @@ pub async fn sweep(store: &Store, publisher: &Publisher, now: Millis) -> Result<
             swept.republished += 1;
         }
         store.unwatch(Watch::Unpublished, &name, due).await?;
+    }
+    for (name, due) in store.due(Watch::Retention, now, BATCH).await? {
+        let op = match store.get(&name).await {
+            Ok(op) => op,
+            Err(StoreError::NotFound) => {
+                store.unwatch(Watch::Retention, &name, due).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match (op.expires_at(), op.retention_ms) {
+            (Some(at), _) if at <= now => {
+                // Deleted with its index and request-id entries, in one script.
+                if store.delete(&name).await? {
+                    swept.deleted += 1;
+                }
+                store.unwatch(Watch::Retention, &name, due).await?;
+            }
+            (Some(at), _) => {
+                store
+                    .rewatch(Watch::Retention, &name, due, Some(at))
+                    .await?
+            }
+            // Not done yet: look again a retention later (it can only expire after it ends).
+            (None, Some(retention)) => {
+                let later = now.saturating_add(retention);
+                store
+                    .rewatch(Watch::Retention, &name, due, Some(later))
+                    .await?;
+            }
+            (None, None) => store.unwatch(Watch::Retention, &name, due).await?,
+        }
     }
     Ok(swept)
 }

@@ -11,6 +11,7 @@
 //! | `{ns}:kinds` | hash | job kinds registered by workers |
 //! | `{ns}:watch:leases` | sorted set | names of operations a worker started, scored by when their lease ends |
 //! | `{ns}:watch:unpublished` | sorted set | names of operations being queued, scored by when to re-publish them if their publish was never confirmed |
+//! | `{ns}:watch:retention` | sorted set | names of operations with a retention, scored by when to see whether they may be deleted |
 //!
 //! The root parent's tag is `-`. Every change is read → pure transition ([`crate::operation`]) →
 //! one script that writes only if the version is unchanged; a lost race re-reads and re-applies.
@@ -98,6 +99,7 @@ impl Keys {
         match list {
             Watch::Leases => format!("{}:watch:leases", self.ns),
             Watch::Unpublished => format!("{}:watch:unpublished", self.ns),
+            Watch::Retention => format!("{}:watch:retention", self.ns),
         }
     }
 
@@ -160,6 +162,8 @@ pub enum Watch {
     Leases,
     /// Operations being queued: re-publish them if their publish was never confirmed.
     Unpublished,
+    /// Operations with a retention: delete them once done for that long.
+    Retention,
 }
 
 /// How many times a compare-and-set is retried when other writers keep winning.
@@ -401,6 +405,25 @@ impl Store {
             .arg(name.as_str())
             .query_async(&mut self.conn.clone())
             .await?;
+        Ok(())
+    }
+
+    /// Arms several watch lists for `name` in one round trip (each "no later than").
+    pub async fn watch_all(
+        &self,
+        name: &OperationName,
+        lists: &[(Watch, Millis)],
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for (list, at) in lists {
+            pipe.cmd("ZADD")
+                .arg(self.keys.watch(*list))
+                .arg("LT")
+                .arg(*at)
+                .arg(name.as_str())
+                .ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 

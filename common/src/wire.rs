@@ -93,6 +93,7 @@ mod tests {
                 cancellable: true,
                 request_id: Some("r".into()),
                 timeout_ms: Some(5),
+                retention_ms: Some(1000),
             },
             1,
         );

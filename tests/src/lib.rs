@@ -20,9 +20,19 @@ pub struct System {
 impl System {
     /// Starts the api in a fresh namespace (prefix + random suffix).
     pub async fn start(prefix: &str) -> anyhow::Result<Self> {
+        Self::start_with(prefix, |_| {}).await
+    }
+
+    /// Starts the api in a fresh namespace, its configuration adjusted by `configure`.
+    pub async fn start_with(
+        prefix: &str,
+        configure: impl FnOnce(&mut ApiConfig),
+    ) -> anyhow::Result<Self> {
         let namespace = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
         let shutdown = CancellationToken::new();
-        let app = App::connect(ApiConfig::new(Connections::local(&namespace))).await?;
+        let mut config = ApiConfig::new(Connections::local(&namespace));
+        configure(&mut config);
+        let app = App::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(app.serve(listener, shutdown.clone()));

@@ -59,6 +59,7 @@ impl World {
                 cancellable: true,
                 request_id: None,
                 timeout_ms: None,
+                retention_ms: None,
             },
             0,
         );

@@ -164,6 +164,7 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
             cancellable: true,
             request_id: None,
             timeout_ms: None,
+            retention_ms: None,
         },
         now_millis(),
     );

@@ -29,7 +29,14 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Self {
-        let sys = System::start("t").await.expect("api starts");
+        Self::start_with(|_| {}).await
+    }
+
+    /// An api configured by `configure`, with no workers yet.
+    pub async fn start_with(configure: impl FnOnce(&mut lro_api::ApiConfig)) -> Self {
+        let sys = System::start_with("t", configure)
+            .await
+            .expect("api starts");
         let api = Api {
             http: reqwest::Client::new(),
             base: format!("http://{}", sys.addr),

@@ -1,10 +1,11 @@
 //! Listing: per-parent collections, filters, and paging that walks every operation exactly once.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Env, Probe, encode, name_of};
+use crate::harness::{Api, Env, Probe, encode, eventually, name_of, state_of};
 
 /// Walks every page of `collection` with `query`, returning the names in order.
 async fn walk(api: &Api, collection: &str, query: &str) -> Vec<String> {
@@ -193,4 +194,40 @@ async fn delete_of_a_running_operation_does_not_cancel_it_or_come_back() {
         env.api.list("projects/p/operations", "").await.ok(),
         json!({})
     );
+}
+
+#[tokio::test]
+async fn done_operations_are_deleted_after_their_retention_and_indexes_follow() {
+    let mut env = Env::start_with(|c| c.retention = Duration::from_millis(300)).await;
+    let probe = Probe::default();
+    env.worker(probe.kinds(), 4).await;
+
+    // A long-running operation older than the retention is kept: retention counts from the end.
+    let running = name_of(&env.api.submit("projects/p", "gate", json!({})).await);
+    probe.started(&running).await;
+    let body = json!({ "kind": "noop", "requestId": "r-1" });
+    let done = name_of(&env.api.submit_with("projects/p", body.clone()).await.ok());
+    env.api.done(&done).await;
+
+    eventually("the done operation is deleted", || async {
+        (env.api.get(&done).await.status == 404).then_some(())
+    })
+    .await;
+    assert_eq!(
+        walk(&env.api, "projects/p/operations", "").await,
+        vec![running.clone()]
+    );
+    // Its request id is free again: the same request makes a new operation.
+    let again = name_of(&env.api.submit_with("projects/p", body).await.ok());
+    assert_ne!(again, done);
+
+    // The running one outlived the retention (it was created before the other) and is kept
+    // until it has been done for a retention.
+    assert_eq!(state_of(&env.api.get(&running).await.ok()), "RUNNING");
+    probe.release(&running);
+    env.api.done(&running).await;
+    eventually("the finished operation is deleted", || async {
+        (env.api.get(&running).await.status == 404).then_some(())
+    })
+    .await;
 }
