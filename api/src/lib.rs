@@ -9,13 +9,12 @@ mod route;
 mod service;
 mod waiters;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use lro_common::config::Connections;
 use lro_common::store::Store;
-use lro_common::topology::{self, Publisher, Topology};
+use lro_common::topology::{Broker, Topology};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -61,12 +60,9 @@ impl App {
         let store = Store::connect(&c.redis_url, &c.namespace)
             .await
             .with_context(|| format!("cannot reach redis at {}", c.redis_url))?;
-        let amqp = topology::connect(&c.amqp_url)
+        let publisher = Broker::connect(&c.amqp_url, Topology::new(&c.namespace))
             .await
             .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
-        let publisher = Publisher::open(&amqp, Topology::new(&c.namespace))
-            .await
-            .context("cannot set up rabbitmq publishing")?;
         Ok(Self {
             service: Service {
                 store,
@@ -74,7 +70,6 @@ impl App {
                 waiters: waiters::Waiters::default(),
                 max_wait: config.max_wait,
                 retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
-                _amqp: Arc::new(amqp),
             },
         })
     }

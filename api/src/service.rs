@@ -1,7 +1,6 @@
 //! The operations service: one function per method of google.longrunning.Operations plus job
 //! submission, independent of transport (the HTTP layer calls these; a gRPC layer would too).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lro_common::kinds::{self, KindInfo};
@@ -11,7 +10,7 @@ use lro_common::reaper;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError, Watch};
 use lro_common::time::now_millis;
-use lro_common::topology::Publisher;
+use lro_common::topology::Broker;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -28,13 +27,11 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Clone)]
 pub struct Service {
     pub(crate) store: Store,
-    pub(crate) publisher: Publisher,
+    pub(crate) publisher: Broker,
     pub(crate) waiters: Waiters,
     pub(crate) max_wait: Duration,
     /// How long done operations are kept.
     pub(crate) retention_ms: u64,
-    /// Keeps the AMQP connection open as long as the service lives.
-    pub(crate) _amqp: Arc<lapin::Connection>,
 }
 
 /// A job submission, already shaped but not yet validated.

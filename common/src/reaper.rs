@@ -24,7 +24,7 @@ use crate::name::OperationName;
 use crate::operation::{Expired, Operation, Refused};
 use crate::store::{Store, StoreError, Watch};
 use crate::time::{Millis, now_millis};
-use crate::topology::{AmqpError, Publisher};
+use crate::topology::{AmqpError, Broker};
 
 /// How long a queueing write may wait for its publish to be confirmed before a reaper publishes
 /// the job itself.
@@ -58,7 +58,7 @@ pub async fn guard_new(store: &Store, op: &Operation) -> Result<Millis, StoreErr
 /// guard armed at `guarded_at`. A failure to drop the guard only costs a later duplicate message.
 pub async fn publish(
     store: &Store,
-    publisher: &Publisher,
+    publisher: &Broker,
     name: &OperationName,
     guarded_at: Millis,
 ) -> Result<(), AmqpError> {
@@ -83,7 +83,7 @@ pub struct Swept {
 }
 
 /// Sweeps every `tick` until `shutdown`.
-pub async fn run(store: Store, publisher: Publisher, tick: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, publisher: Broker, tick: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -98,7 +98,7 @@ pub async fn run(store: Store, publisher: Publisher, tick: Duration, shutdown: C
 }
 
 /// Looks at every due watch-list entry once.
-pub async fn sweep(store: &Store, publisher: &Publisher, now: Millis) -> Result<Swept, StoreError> {
+pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     for (name, due) in store.due(Watch::Leases, now, BATCH).await? {
         match store.update(&name, |op| op.expire(now)).await {

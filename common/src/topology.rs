@@ -9,8 +9,13 @@
 //! Consumers of the jobs queue use manual acks and prefetch = concurrency (see the worker); cancel
 //! messages are consumed without acks: they are hints, Redis is the truth.
 //!
-//! Not here (later work): dead-lettering of poison messages, lease-based recovery, and the
-//! handling of jobs longer than RabbitMQ's `consumer_timeout`.
+//! [`Broker`] is the publisher processes hold: it reconnects on its own after the broker or the
+//! network failed, and answers an error at once while it cannot (the api turns that into 503).
+//!
+//! Not here (later work): dead-lettering of poison messages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -31,6 +36,10 @@ pub enum AmqpError {
     Nacked,
     #[error("rabbitmq could not route the message to {0}")]
     Unroutable(String),
+    #[error("rabbitmq did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("rabbitmq is unreachable (last attempt {0:?} ago: {1})")]
+    Unreachable(Duration, String),
 }
 
 /// Names of the AMQP entities of one namespace.
@@ -114,9 +123,137 @@ impl Topology {
     }
 }
 
+/// Longest a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a publish may wait for the broker's confirm.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed connection attempt, publishes fail at once for this long before the next one.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
 /// Opens a connection to RabbitMQ.
 pub async fn connect(url: &str) -> Result<Connection, AmqpError> {
-    Ok(Connection::connect(url, ConnectionProperties::default()).await?)
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(connection) => Ok(connection?),
+        Err(_) => Err(AmqpError::Timeout(CONNECT_TIMEOUT)),
+    }
+}
+
+/// A confirming publisher that survives broker restarts: it keeps one connection, notices when it
+/// is gone, and reconnects on the next publish (at most every half second while the broker is
+/// down; meanwhile publishes fail at once). Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+}
+
+struct BrokerInner {
+    url: String,
+    topology: Topology,
+    state: tokio::sync::Mutex<BrokerState>,
+}
+
+#[derive(Default)]
+struct BrokerState {
+    session: Option<(Connection, Publisher)>,
+    failed: Option<(Instant, String)>,
+}
+
+impl Broker {
+    /// Connects now, so that a process that cannot reach RabbitMQ at start says so.
+    pub async fn connect(url: &str, topology: Topology) -> Result<Self, AmqpError> {
+        let broker = Self {
+            inner: Arc::new(BrokerInner {
+                url: url.to_owned(),
+                topology,
+                state: tokio::sync::Mutex::default(),
+            }),
+        };
+        broker.publisher().await?;
+        Ok(broker)
+    }
+
+    async fn publisher(&self) -> Result<Publisher, AmqpError> {
+        let mut state = self.inner.state.lock().await;
+        if let Some((connection, publisher)) = &state.session {
+            if connection.status().connected() && publisher.channel.status().connected() {
+                return Ok(publisher.clone());
+            }
+            tracing::warn!("rabbitmq connection lost; reconnecting");
+            state.session = None;
+        }
+        if let Some((at, why)) = &state.failed
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(AmqpError::Unreachable(at.elapsed(), why.clone()));
+        }
+        let opened = async {
+            let connection = connect(&self.inner.url).await?;
+            let publisher = Publisher::open(&connection, self.inner.topology.clone()).await?;
+            Ok::<_, AmqpError>((connection, publisher))
+        }
+        .await;
+        match opened {
+            Ok((connection, publisher)) => {
+                if state.failed.take().is_some() {
+                    tracing::info!("rabbitmq reconnected");
+                }
+                state.session = Some((connection, publisher.clone()));
+                Ok(publisher)
+            }
+            Err(e) => {
+                state.failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the connection after an error that may mean it is broken.
+    async fn forget(&self, e: &AmqpError) {
+        if matches!(e, AmqpError::Lapin(_) | AmqpError::Timeout(_)) {
+            let mut state = self.inner.state.lock().await;
+            if let Some((connection, _)) = state.session.take() {
+                let _ = connection.close(200, "reconnecting".into()).await;
+            }
+        }
+    }
+
+    async fn with_publisher<F, Fut>(&self, f: F) -> Result<(), AmqpError>
+    where
+        F: FnOnce(Publisher) -> Fut,
+        Fut: std::future::Future<Output = Result<(), AmqpError>>,
+    {
+        let publisher = self.publisher().await?;
+        let result = match tokio::time::timeout(PUBLISH_TIMEOUT, f(publisher)).await {
+            Ok(result) => result,
+            Err(_) => Err(AmqpError::Timeout(PUBLISH_TIMEOUT)),
+        };
+        if let Err(e) = &result {
+            self.forget(e).await;
+        }
+        result
+    }
+
+    /// As [`Publisher::publish_job`].
+    pub async fn publish_job(&self, name: &OperationName) -> Result<(), AmqpError> {
+        self.with_publisher(|p| async move { p.publish_job(name).await })
+            .await
+    }
+
+    /// As [`Publisher::publish_cancel`].
+    pub async fn publish_cancel(
+        &self,
+        worker_id: &str,
+        name: &OperationName,
+        attempt: u32,
+    ) -> Result<(), AmqpError> {
+        self.with_publisher(|p| async move { p.publish_cancel(worker_id, name, attempt).await })
+            .await
+    }
 }
 
 /// Publishes jobs and cancels on one channel with publisher confirms. Cheap to clone.

@@ -25,9 +25,9 @@ use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch};
 use lro_common::time::{Millis, now_millis};
-use lro_common::topology::Publisher;
+use lro_common::topology::Broker;
 use lro_common::wire::{self, CancelMessage, JobMessage};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -35,18 +35,22 @@ use tracing::Instrument;
 use crate::WorkerError;
 use crate::job::{JobContext, JobError, JobResult, Kinds};
 use crate::registry::{CancelReason, Held, Registry, Stop};
+use crate::session::{Session, SessionConfig};
 
 /// Longest a delivery waits for a free slot before going back to the queue. Deliveries only wait
 /// when the broker has sent more than the worker's concurrency (after it took deliveries back
 /// from a channel it closed while their jobs ran on).
 const MAX_SLOT_WAIT: Duration = Duration::from_secs(300);
+/// First and longest pause between attempts to reconnect to the broker.
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Pause before a delivery that met a Redis error goes back to the queue.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What every job task shares.
 pub(crate) struct Shared {
     pub(crate) store: Store,
-    pub(crate) publisher: Publisher,
+    pub(crate) publisher: Broker,
     pub(crate) kinds: Kinds,
     pub(crate) registry: Registry,
     pub(crate) worker_id: String,
@@ -56,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) lease: Duration,
     /// How long a job may take to return once its token fired, before it is aborted.
     pub(crate) stop_grace: Duration,
+    /// Wakes the lease renewals at once (after a reconnect, to re-read cancels).
+    pub(crate) recheck: Notify,
 }
 
 impl Shared {
@@ -67,53 +73,115 @@ impl Shared {
 /// Runs until shutdown, then drains: stops taking jobs (the broker gets them back), lets running
 /// jobs finish for `shutdown_grace`, then fires their tokens (reason: shutdown) so that they hand
 /// their operations back, and returns once every job has settled. Cancels are still received
-/// while draining.
+/// while draining. When the session fails it is dropped and reopened (backing off while the
+/// broker is unreachable); running jobs carry on, and once reconnected every lease is renewed at
+/// once, which re-reads the cancels that may have been sent meanwhile.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut jobs: lapin::Consumer,
-    mut cancels: lapin::Consumer,
+    session: Session,
+    session_config: SessionConfig,
     shutdown: CancellationToken,
     drain: CancellationToken,
     shutdown_grace: Duration,
 ) -> Result<(), WorkerError> {
     let tracker = TaskTracker::new();
+    let mut session = Some(session);
     let grace_over = tokio::time::sleep(Duration::MAX);
     tokio::pin!(grace_over);
+    let reconnect = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(reconnect);
+    let mut backoff = RECONNECT_MIN;
     let mut draining = false;
-    let mut failed = None;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled(), if !draining => {
+        let event = {
+            let connected = session.is_some();
+            let (jobs, cancels) = match &mut session {
+                Some(s) => (Some(&mut s.jobs), Some(&mut s.cancels)),
+                None => (None, None),
+            };
+            tokio::select! {
+                () = shutdown.cancelled(), if !draining => Event::Shutdown,
+                () = &mut grace_over, if draining && !drain.is_cancelled() => Event::GraceOver,
+                () = tracker.wait(), if draining => break,
+                () = &mut reconnect, if !connected => Event::Reconnect,
+                delivery = next_or_pending(jobs), if !draining => Event::Job(delivery),
+                message = next_or_pending(cancels) => Event::Cancel(message),
+            }
+        };
+        let failed = match event {
+            Event::Shutdown => {
                 draining = true;
                 tracker.close();
-                grace_over.as_mut().reset(tokio::time::Instant::now() + shutdown_grace);
+                grace_over
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + shutdown_grace);
                 tracing::info!(running = shared.registry.len(), "draining");
+                None
             }
-            () = &mut grace_over, if draining && !drain.is_cancelled() => drain.cancel(),
-            () = tracker.wait(), if draining => break,
-            delivery = jobs.next(), if !draining => match delivery {
-                Some(Ok(delivery)) => {
-                    tracker.spawn(handle(shared.clone(), delivery, shutdown.clone()));
+            Event::GraceOver => {
+                drain.cancel();
+                None
+            }
+            Event::Reconnect => {
+                match Session::open(&session_config).await {
+                    Ok(s) => {
+                        tracing::info!("rabbitmq reconnected; re-checking running jobs");
+                        session = Some(s);
+                        backoff = RECONNECT_MIN;
+                        shared.recheck.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "rabbitmq unreachable");
+                        reconnect
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + backoff);
+                        backoff = (backoff * 2).min(RECONNECT_MAX);
+                    }
                 }
-                Some(Err(e)) => failed = Some(WorkerError::Amqp(e.into())),
-                None => failed = Some(WorkerError::ConsumerClosed("jobs")),
-            },
-            message = cancels.next() => match message {
-                Some(Ok(message)) => on_cancel(&shared.registry, &message.data),
-                Some(Err(e)) => failed = Some(WorkerError::Amqp(e.into())),
-                None => failed = Some(WorkerError::ConsumerClosed("cancel")),
-            },
-        }
-        if let Some(e) = &failed
-            && !draining
+                None
+            }
+            Event::Job(Some(Ok(delivery))) => {
+                tracker.spawn(handle(shared.clone(), delivery, shutdown.clone()));
+                None
+            }
+            Event::Cancel(Some(Ok(message))) => {
+                on_cancel(&shared.registry, &message.data);
+                None
+            }
+            Event::Job(Some(Err(e))) | Event::Cancel(Some(Err(e))) => Some(e.to_string()),
+            Event::Job(None) | Event::Cancel(None) => Some("consumer closed".to_owned()),
+        };
+        if let Some(why) = failed
+            && let Some(old) = session.take()
         {
-            // The broker is gone: nothing more arrives, so drain what runs (their leases keep
-            // their operations; a hand-back that cannot publish is repaired by a reaper).
-            tracing::error!(error = %e, "consumer failed; draining");
-            shutdown.cancel();
+            tracing::warn!(error = %why, "rabbitmq session lost; reconnecting");
+            old.close().await;
+            reconnect.as_mut().reset(tokio::time::Instant::now());
         }
     }
-    failed.map_or(Ok(()), Err)
+    if let Some(s) = session {
+        s.close().await;
+    }
+    Ok(())
+}
+
+/// What woke the worker's loop.
+enum Event {
+    Shutdown,
+    GraceOver,
+    Reconnect,
+    Job(Option<Result<Delivery, lapin::Error>>),
+    Cancel(Option<Result<Delivery, lapin::Error>>),
+}
+
+/// The next item of a consumer, or never if there is none.
+async fn next_or_pending(
+    consumer: Option<&mut lapin::Consumer>,
+) -> Option<Result<Delivery, lapin::Error>> {
+    match consumer {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn on_cancel(registry: &Registry, data: &[u8]) {
@@ -398,6 +466,7 @@ pub(crate) async fn renew_leases(shared: Arc<Shared>, stopped: CancellationToken
         tokio::select! {
             () = stopped.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+            () = shared.recheck.notified() => {}
         }
         for job in shared.registry.started_jobs() {
             let now = now_millis();

@@ -5,25 +5,28 @@
 //! cancel queue. Each job runs under a [`tokio_util::sync::CancellationToken`] kept in a
 //! [`registry::Registry`] keyed by operation name, a child of the worker's drain token (fired when
 //! a shutdown's grace period is over).
+//!
 //! Each attempt runs under a lease in Redis, which the worker renews while the job runs; a reaper
-//! (in every worker and api) recovers the operations of a worker that died or hung. Not here (later work): reconnection, retries with backoff, dead-lettering.
+//! (in every worker and api) recovers the operations of a worker that died or hung. A worker whose
+//! broker connection fails reconnects on its own while its jobs run on. Not here (later work):
+//! retries with backoff, dead-lettering.
 
 mod builtin;
 pub mod cli;
 mod consumer;
 pub mod job;
 pub mod registry;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use lro_common::config::Connections;
 use lro_common::reaper;
 use lro_common::store::{Store, StoreError};
-use lro_common::topology::{self, AmqpError, Publisher, Topology};
-use tokio::sync::Semaphore;
+use lro_common::topology::{AmqpError, Broker, Topology};
+use session::Session;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +51,6 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Amqp(#[from] AmqpError),
-    #[error("the {0} consumer was closed by the broker")]
-    ConsumerClosed(&'static str),
     #[error("worker id {0:?} must be 1-100 characters of A-Z a-z 0-9 - _ .")]
     BadWorkerId(String),
     #[error("concurrency must be at least 1")]
@@ -126,73 +127,45 @@ impl Worker {
         store.register_kinds(&kinds.infos()).await?;
 
         let topology = Topology::new(&conns.namespace);
-        let connection = topology::connect(&conns.amqp_url).await?;
-        let cancel_channel = connection.create_channel().await.map_err(AmqpError::from)?;
-        topology.declare(&cancel_channel).await?;
-        let cancel_queue = topology.declare_worker(&cancel_channel, &id).await?;
-        // Cancels are hints (Redis is the truth), so they are consumed without acks.
-        let cancels = cancel_channel
-            .basic_consume(
-                cancel_queue.as_str().into(),
-                id.as_str().into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(AmqpError::from)?;
-
-        let publisher = Publisher::open(&connection, topology.clone()).await?;
-        let jobs_channel = connection.create_channel().await.map_err(AmqpError::from)?;
-        // Prefetch = concurrency: a delivery stays unacked while its job runs, so the broker sends
-        // a job only to a worker with a free slot. Slots (below) bound the rest.
-        jobs_channel
-            .basic_qos(config.concurrency, BasicQosOptions::default())
-            .await
-            .map_err(AmqpError::from)?;
-        let jobs = jobs_channel
-            .basic_consume(
-                topology.jobs_queue().as_str().into(),
-                id.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(AmqpError::from)?;
+        let session_config = session::SessionConfig {
+            url: conns.amqp_url.clone(),
+            topology: topology.clone(),
+            worker_id: id.clone(),
+            concurrency: config.concurrency,
+        };
+        let session = Session::open(&session_config).await?;
+        let broker = Broker::connect(&conns.amqp_url, topology).await?;
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
         // Fired when a shutdown's grace is over: every job's token is its child.
         let drain = CancellationToken::new();
         let shared = Arc::new(consumer::Shared {
             store: store.clone(),
-            publisher: publisher.clone(),
+            publisher: broker.clone(),
             kinds,
             registry: registry::Registry::new(drain.clone()),
             worker_id: id.clone(),
             slots: Arc::new(Semaphore::new(usize::from(config.concurrency))),
             lease: config.lease,
             stop_grace: config.stop_grace,
+            recheck: Notify::new(),
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
         tokio::spawn(consumer::renew_leases(shared.clone(), settled.clone()));
         let tick = (config.lease / 4).min(Duration::from_secs(1));
-        tokio::spawn(reaper::run(store, publisher, tick, settled.clone()));
+        tokio::spawn(reaper::run(store, broker, tick, settled.clone()));
         let task = tokio::spawn(async move {
             let result = consumer::run(
                 shared,
-                jobs,
-                cancels,
+                session,
+                session_config,
                 shutdown,
                 drain,
                 config.shutdown_grace,
             )
             .await;
             settled.cancel();
-            let _ = connection.close(200, "worker stopped".into()).await;
             result
         });
         Ok(Self { id, task })

@@ -7,4 +7,6 @@ mod harness;
 mod input;
 mod lifecycle;
 mod list;
+mod outages;
+mod proxy;
 mod wait;

@@ -1,0 +1,114 @@
+//! RabbitMQ and Redis going away and coming back, seen through a proxy the test cuts: the api
+//! answers 503 for what needs the missing service and keeps serving the rest, and api and worker
+//! reconnect on their own — nothing accepted is lost, no cancel is lost.
+
+use std::time::Duration;
+
+use lro_worker::{CancelReason, WorkerConfig};
+use serde_json::json;
+
+use crate::harness::{Env, Probe, eventually, name_of, state_of};
+use crate::proxy::Proxy;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_outage_refuses_submits_and_a_cancel_sent_meanwhile_is_honoured() {
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
+    let probe = Probe::default();
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.connections.amqp_url = amqp.clone();
+    // Renewals every 20 minutes: within this test only a reconnect can re-read the cancel.
+    config.lease = Duration::from_secs(3600);
+    env.sys
+        .add_worker_with(probe.kinds(), config)
+        .await
+        .expect("worker");
+
+    let running = name_of(&env.api.submit("", "gate", json!({})).await);
+    probe.started(&running).await;
+
+    proxy.cut();
+    // Submitting needs RabbitMQ: 503 in the envelope, and nothing is created.
+    let reply = env
+        .api
+        .submit_with("", json!({ "kind": "noop", "requestId": "during" }))
+        .await;
+    reply.error(503, "UNAVAILABLE");
+    let listed = env.api.list("operations", "").await.ok();
+    assert_eq!(
+        listed["operations"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    // Reads and cancels need only Redis. The cancel's message cannot be delivered.
+    assert_eq!(state_of(&env.api.get(&running).await.ok()), "RUNNING");
+    assert_eq!(env.api.cancel(&running).await.ok(), json!({}));
+    assert_eq!(state_of(&env.api.get(&running).await.ok()), "CANCELLING");
+
+    proxy.restore();
+    // The worker reconnects and re-reads Redis: the cancel sent meanwhile stops the job.
+    let seen = probe.until(&running, |s| s.stopped.is_some()).await;
+    assert_eq!(seen.stopped, Some(CancelReason::User));
+    let done = env.api.done(&running).await;
+    assert_eq!(state_of(&done), "CANCELLED", "{done}");
+
+    // The api reconnects too: a client retrying its submit (same request id) gets it accepted,
+    // once, and the reconnected worker runs it.
+    let accepted = eventually("submit accepted again", || async {
+        let reply = env
+            .api
+            .submit_with("", json!({ "kind": "noop", "requestId": "during" }))
+            .await;
+        assert!(matches!(reply.status, 200 | 503), "{reply:?}");
+        (reply.status == 200).then_some(reply.body)
+    })
+    .await;
+    let done = env.api.done(&name_of(&accepted)).await;
+    assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    let listed = env.api.list("operations", "").await.ok();
+    assert_eq!(
+        listed["operations"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_answers_503_and_running_jobs_finish_after_it() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let redis = format!("redis://{}", proxy.addr);
+    let mut env = Env::start_with(|c| c.connections.redis_url = redis.clone()).await;
+    let probe = Probe::default();
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.connections.redis_url = redis.clone();
+    env.sys
+        .add_worker_with(probe.kinds(), config)
+        .await
+        .expect("worker");
+
+    let running = name_of(&env.api.submit("", "gate", json!({})).await);
+    probe.started(&running).await;
+
+    proxy.cut();
+    env.api.get(&running).await.error(503, "UNAVAILABLE");
+    env.api
+        .submit_with("", json!({ "kind": "noop" }))
+        .await
+        .error(503, "UNAVAILABLE");
+    // The job finishes while Redis is away; its outcome is written once Redis is back.
+    probe.release(&running);
+
+    proxy.restore();
+    let done = eventually("redis reachable again", || async {
+        let reply = env.api.wait(&running, "1s").await;
+        assert!(matches!(reply.status, 200 | 503), "{reply:?}");
+        (reply.status == 200 && reply.body["done"] == true).then_some(reply.body)
+    })
+    .await;
+    assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    assert_eq!(done["metadata"]["attempt"], 1);
+
+    let next = name_of(&env.api.submit("", "noop", json!({})).await);
+    assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
+}
