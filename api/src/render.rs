@@ -89,5 +89,11 @@ fn metadata(op: &Operation) -> Value {
     if op.stop_forced {
         m.insert("stopForced".into(), true.into());
     }
+    if let (Phase::Queued, Some(at)) = (&op.phase, op.not_before) {
+        m.insert("nextAttemptTime".into(), timestamp_json(at).into());
+    }
+    if let Some(s) = &op.last_error {
+        m.insert("lastAttemptError".into(), status_json(s.code, &s.message));
+    }
     Value::Object(m)
 }

@@ -4,8 +4,9 @@
 //!   QUEUED ──start──▶ RUNNING ──finish──▶ SUCCEEDED | FAILED | CANCELLED
 //!     │  ▲               │ request_cancel (sets the cancel fact: CANCELLING)
 //!     │  └──hand_back────┤ renew (extends the lease)
-//!     │  └──expire───────┘ (lease ran out: queued again, or done once attempts are spent or a
-//!     │                     cancel was requested)
+//!     │  └──expire───────┤ (lease ran out: queued again, or done once attempts are spent or a
+//!     │  │                  cancel was requested)
+//!     │  └──retry────────┘ (a retryable failure: queued again after a backoff, or done)
 //!     └──request_cancel──▶ CANCELLED
 //! ```
 //!
@@ -56,6 +57,12 @@ pub struct Operation {
     /// When a cancel was first requested, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<Millis>,
+    /// No attempt may start before this (a retry's backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Millis>,
+    /// Why the previous attempt failed, when it failed retryably.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Status>,
     /// The attempt that ended it ignored its token past the grace period and was aborted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_forced: bool,
@@ -169,6 +176,8 @@ pub enum Refused {
     NotRunning,
     #[error("operations of kind {0:?} cannot be cancelled")]
     NotCancellable(String),
+    #[error("the next attempt may not start before {0}")]
+    NotYet(Millis),
     #[error("attempt {attempt} on worker {worker} holds the operation until {until}")]
     Held {
         worker: String,
@@ -203,6 +212,17 @@ pub enum Expired {
     Failed,
 }
 
+/// What [`Operation::retry`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// Queued again; it must be published at this time.
+    At(Millis),
+    /// Its attempts are spent: FAILED with the last attempt's status.
+    Exhausted,
+    /// A cancel is on record: CANCELLED, nothing runs again.
+    Cancelled,
+}
+
 /// What [`Operation::request_cancel`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelEffect {
@@ -229,6 +249,8 @@ impl Operation {
             attempt: 0,
             progress: None,
             cancel_requested: None,
+            not_before: None,
+            last_error: None,
             stop_forced: false,
             phase: Phase::Queued,
         }
@@ -298,9 +320,14 @@ impl Operation {
                 }
                 *self = taken;
             }
-            Phase::Queued => {}
+            Phase::Queued => {
+                if let Some(at) = self.not_before.filter(|&at| at > now) {
+                    return Err(Refused::NotYet(at));
+                }
+            }
         }
         self.attempt += 1;
+        self.not_before = None;
         self.phase = Phase::Running {
             run: Run {
                 worker: worker.to_owned(),
@@ -425,6 +452,37 @@ impl Operation {
         };
         self.updated = now;
         Ok(())
+    }
+
+    /// The running attempt failed in a way worth retrying: the operation is queued again, to start
+    /// no earlier than `at` (the caller's backoff). A cancel on record ends it CANCELLED instead (a
+    /// user cancel is never retried), and so do spent attempts, with `status`.
+    pub fn retry(
+        &mut self,
+        attempt: u32,
+        status: Status,
+        now: Millis,
+        at: Millis,
+    ) -> Result<Retried, Refused> {
+        self.check_current(attempt)?;
+        self.updated = now;
+        let (result, retried) = if self.cancel_requested.is_some() {
+            (Terminal::Cancelled, Retried::Cancelled)
+        } else if self.attempt >= MAX_ATTEMPTS {
+            (Terminal::Failed(status), Retried::Exhausted)
+        } else {
+            self.phase = Phase::Queued;
+            self.not_before = Some(at);
+            self.last_error = Some(status);
+            return Ok(Retried::At(at));
+        };
+        let run = self.run().cloned();
+        self.phase = Phase::Done {
+            run,
+            ended: now,
+            result,
+        };
+        Ok(retried)
     }
 
     /// As [`Operation::finish`], for an attempt the worker aborted because it ignored its token
@@ -695,6 +753,45 @@ mod tests {
         o.hand_back(2, 6).unwrap();
         assert_eq!(o.request_cancel(7), Ok(CancelEffect::CancelledWhileQueued));
         assert_eq!(o.start("w3", 8, 18), Err(Refused::Done));
+    }
+
+    #[test]
+    fn retry_queues_again_after_the_backoff_until_attempts_are_spent() {
+        let mut o = running();
+        let boom = Status::new(Code::Unavailable, "try later");
+        assert_eq!(o.retry(1, boom.clone(), 3, 50), Ok(Retried::At(50)));
+        assert_eq!(o.state(), State::Queued);
+        assert_eq!(o.last_error.as_ref(), Some(&boom));
+        assert_eq!(o.start("w", 49, 60), Err(Refused::NotYet(50)));
+        assert_eq!(o.start("w", 50, 60).unwrap().attempt, 2);
+        assert_eq!(o.not_before, None);
+        for attempt in 2..MAX_ATTEMPTS {
+            let now = u64::from(attempt) * 100;
+            assert_eq!(
+                o.retry(attempt, boom.clone(), now, now),
+                Ok(Retried::At(now))
+            );
+            o.start("w", now, now + 10).unwrap();
+        }
+        assert_eq!(
+            o.retry(MAX_ATTEMPTS, boom.clone(), 1000, 1000),
+            Ok(Retried::Exhausted)
+        );
+        assert!(matches!(&o.phase, Phase::Done { result: Terminal::Failed(s), .. } if *s == boom));
+    }
+
+    #[test]
+    fn a_cancel_is_never_retried() {
+        let mut o = running();
+        o.request_cancel(3).unwrap();
+        let boom = Status::new(Code::Unavailable, "try later");
+        assert_eq!(o.retry(1, boom, 4, 50), Ok(Retried::Cancelled));
+        assert_eq!(o.state(), State::Cancelled);
+        // And a cancel during the backoff ends it at once.
+        let mut q = running();
+        q.retry(1, Status::new(Code::Unavailable, "x"), 4, 50)
+            .unwrap();
+        assert_eq!(q.request_cancel(5), Ok(CancelEffect::CancelledWhileQueued));
     }
 
     #[test]

@@ -37,7 +37,9 @@ const BATCH: usize = 200;
 /// guard that re-publishes it if step two never completes.
 pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis, StoreError> {
     let at = now_millis() + millis(REPUBLISH_AFTER);
-    store.watch(Watch::Unpublished, name, at).await?;
+    // Moved, not "no later than": an older entry may be in a reaper's hands right now, about to
+    // be removed on the strength of the score it read; a new score keeps this guard alive.
+    store.rearm(Watch::Unpublished, name, at).await?;
     Ok(at)
 }
 
@@ -52,6 +54,16 @@ pub async fn guard_new(store: &Store, op: &Operation) -> Result<Millis, StoreErr
     }
     store.watch_all(&op.name, &lists).await?;
     Ok(guarded_at)
+}
+
+/// Arms the guard that publishes a retried operation once its backoff is over, before the write
+/// that queues it again.
+pub async fn guard_retry(
+    store: &Store,
+    name: &OperationName,
+    at: Millis,
+) -> Result<(), StoreError> {
+    store.rearm(Watch::Unpublished, name, at).await
 }
 
 /// Step two, after the write: publish the job message and, once the broker confirmed it, drop the
@@ -101,12 +113,34 @@ pub async fn run(store: Store, publisher: Broker, tick: Duration, shutdown: Canc
 pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     for (name, due) in store.due(Watch::Leases, now, BATCH).await? {
+        // Guarded before the write when it would requeue: if this reaper dies between requeueing
+        // the operation and publishing it, another one publishes it. (Only then: a guard armed
+        // anew would postpone a retry's.)
+        let would_requeue = match store.get(&name).await {
+            Ok(mut op) => op.expire(now) == Ok(Expired::Requeued),
+            Err(StoreError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
+        let guarded_at = if would_requeue {
+            Some(guard_publish(store, &name).await?)
+        } else {
+            None
+        };
+        // A lease entry goes only with a done or deleted operation: an operation that may start
+        // again keeps its entry (a start arms it "no later than", so never postpones it).
+        let later = now + millis(REPUBLISH_AFTER);
         match store.update(&name, |op| op.expire(now)).await {
             Ok((_, Expired::Requeued)) => {
                 tracing::info!(operation = %name, "lease expired: queued again");
-                let guarded_at = guard_publish(store, &name).await?;
-                store.unwatch(Watch::Leases, &name, due).await?;
-                // A failed publish is repaired by the guard on a later tick.
+                store
+                    .rewatch(Watch::Leases, &name, due, Some(later))
+                    .await?;
+                // A failed publish is repaired by the guard on a later tick. (Requeued without a
+                // guard: the record changed between the look and the write; guard it now.)
+                let guarded_at = match guarded_at {
+                    Some(at) => at,
+                    None => guard_publish(store, &name).await?,
+                };
                 if let Err(e) = publish(store, publisher, &name, guarded_at).await {
                     tracing::warn!(operation = %name, error = %e, "re-publish failed");
                 }
@@ -127,7 +161,6 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
             // worker that starts it re-arms the entry for its lease); done or deleted: nothing
             // left to watch.
             Err(StoreError::Refused(Refused::NotRunning)) => {
-                let later = now + millis(REPUBLISH_AFTER);
                 store
                     .rewatch(Watch::Leases, &name, due, Some(later))
                     .await?;
@@ -140,8 +173,17 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
     }
     for (name, due) in store.due(Watch::Unpublished, now, BATCH).await? {
         let queued = match store.get(&name).await {
-            Ok(op) => op.state() == crate::operation::State::Queued,
-            Err(StoreError::NotFound) => false,
+            Ok(op) if op.state() == crate::operation::State::Queued => {
+                // A retry's backoff is not over yet: publish it when it is.
+                if let Some(at) = op.not_before.filter(|&at| at > now) {
+                    store
+                        .rewatch(Watch::Unpublished, &name, due, Some(at))
+                        .await?;
+                    continue;
+                }
+                true
+            }
+            Ok(_) | Err(StoreError::NotFound) => false,
             Err(e) => return Err(e),
         };
         if queued {

@@ -427,7 +427,8 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it).
+    /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it, a
+    /// guard armed anew).
     pub async fn rearm(
         &self,
         list: Watch,

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | jobs queue | `{ns}.jobs` | durable, not auto-delete: a job accepted while no worker runs must survive; messages are persistent and published with confirms, so an accepted job is on disk before the api answers |
 //! | cancel exchange | `{ns}.cancel` (direct) | durable; a cancel is routed by worker id to the one worker that runs the operation (Redis says which), so a cancel costs one delivery whatever the number of workers |
+//! | dead-letter queue | `{ns}.dead` | durable: job messages no worker can act on (undecodable, or of a kind no worker runs), kept for inspection with the reason in the `x-lro-reason` header |
 //! | per-worker cancel queue | `{ns}.cancel.{worker_id}` | named by us (server-named queues break re-declaration after reconnect); auto-delete and non-durable: a cancel for a worker that is gone has nobody to stop, and Redis still holds the request |
 //!
 //! Consumers of the jobs queue use manual acks and prefetch = concurrency (see the worker); cancel
@@ -12,7 +13,6 @@
 //! [`Broker`] is the publisher processes hold: it reconnects on its own after the broker or the
 //! network failed, and answers an error at once while it cannot (the api turns that into 503).
 //!
-//! Not here (later work): dead-lettering of poison messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::name::OperationName;
@@ -59,6 +59,10 @@ impl Topology {
         format!("{}.jobs", self.ns)
     }
 
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.ns)
+    }
+
     pub fn cancel_exchange(&self) -> String {
         format!("{}.cancel", self.ns)
     }
@@ -72,6 +76,16 @@ impl Topology {
         channel
             .queue_declare(
                 self.jobs_queue().as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.dead_queue().as_str().into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()
@@ -244,6 +258,12 @@ impl Broker {
             .await
     }
 
+    /// As [`Publisher::publish_dead`].
+    pub async fn publish_dead(&self, body: &[u8], reason: &str) -> Result<(), AmqpError> {
+        self.with_publisher(|p| async move { p.publish_dead(body, reason).await })
+            .await
+    }
+
     /// As [`Publisher::publish_cancel`].
     pub async fn publish_cancel(
         &self,
@@ -281,6 +301,17 @@ impl Publisher {
         self.publish("", &queue, &body, true).await
     }
 
+    /// Puts a job message no worker can act on in the dead-letter queue, with the reason.
+    pub async fn publish_dead(&self, body: &[u8], reason: &str) -> Result<(), AmqpError> {
+        let mut headers = FieldTable::default();
+        headers.insert("x-lro-reason".into(), AMQPValue::LongString(reason.into()));
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let queue = self.topology.dead_queue();
+        self.publish_with("", &queue, body, properties).await
+    }
+
     /// Routes a cancel to the worker running the operation. A worker that is gone has no queue
     /// and the message is dropped: that is not an error, Redis holds the request.
     pub async fn publish_cancel(
@@ -310,6 +341,17 @@ impl Publisher {
         let properties = BasicProperties::default()
             .with_delivery_mode(if persistent { 2 } else { 1 })
             .with_content_type("application/json".into());
+        self.publish_with(exchange, routing_key, body, properties)
+            .await
+    }
+
+    async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
         let confirm = self
             .channel
             .basic_publish(

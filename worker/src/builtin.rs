@@ -79,6 +79,9 @@ struct FailInput {
     code: Option<i32>,
     #[serde(default)]
     message: Option<String>,
+    /// Fail retryably: the operation runs again after a backoff, up to its most attempts.
+    #[serde(default)]
+    retryable: bool,
 }
 
 fn fail(input: Value) -> JobResult {
@@ -89,10 +92,14 @@ fn fail(input: Value) -> JobResult {
             "fail",
             format!("code {code} is not an error code (1-16)"),
         )),
-        Some(code) => Err(JobError::new(
-            code,
-            input.message.unwrap_or_else(|| "failed as asked".into()),
-        )),
+        Some(code) => {
+            let message = input.message.unwrap_or_else(|| "failed as asked".into());
+            if input.retryable {
+                Err(JobError::retry(code, message))
+            } else {
+                Err(JobError::new(code, message))
+            }
+        }
     }
 }
 

@@ -32,6 +32,10 @@ struct Args {
     /// After a job's token fires, how long it may take to return before it is aborted.
     #[arg(long, env = "LRO_STOP_GRACE", default_value = "10s", value_parser = parse_duration_arg)]
     stop_grace: Duration,
+    /// The backoff before the second attempt of a job that failed retryably; it doubles with
+    /// each attempt, up to 10 min.
+    #[arg(long, env = "LRO_RETRY_BACKOFF", default_value = "1s", value_parser = parse_duration_arg)]
+    retry_backoff: Duration,
 }
 
 /// Parses flags and environment, runs a worker with `kinds` until SIGINT/SIGTERM, and exits the
@@ -49,6 +53,7 @@ pub fn main(kinds: Kinds) {
         lease: args.lease,
         shutdown_grace: args.shutdown_grace,
         stop_grace: args.stop_grace,
+        retry_backoff: args.retry_backoff,
         connections: args.connections,
     };
     let runtime = match tokio::runtime::Runtime::new() {

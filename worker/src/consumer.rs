@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
-use lro_common::operation::{Operation, Phase, Terminal};
+use lro_common::operation::{Operation, Phase, Refused, Retried, Terminal};
 use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch};
@@ -41,6 +41,8 @@ use crate::session::{Session, SessionConfig};
 /// when the broker has sent more than the worker's concurrency (after it took deliveries back
 /// from a channel it closed while their jobs ran on).
 const MAX_SLOT_WAIT: Duration = Duration::from_secs(300);
+/// The longest backoff before a retry.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(600);
 /// First and longest pause between attempts to reconnect to the broker.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) lease: Duration,
     /// How long a job may take to return once its token fired, before it is aborted.
     pub(crate) stop_grace: Duration,
+    /// The backoff before the second attempt of a job that failed retryably; doubled each time.
+    pub(crate) retry_backoff: Duration,
     /// Wakes the lease renewals at once (after a reconnect, to re-read cancels).
     pub(crate) recheck: Notify,
 }
@@ -202,6 +206,8 @@ enum Outcome {
     HandBack,
     /// The worker no longer holds the operation: nothing of this attempt is recorded.
     Abandon,
+    /// Failed, worth another attempt after a backoff.
+    Retry(Status),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +220,12 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationT
     let name = match wire::decode_job(&delivery.data) {
         Ok(JobMessage::V1 { name }) => name,
         Err(e) => {
-            tracing::warn!(error = %e, "dropping undecodable job message");
+            dead_letter(
+                &shared,
+                &delivery.data,
+                &format!("undecodable job message: {e}"),
+            )
+            .await;
             return settle_delivery(&delivery, Settle::Ack).await;
         }
     };
@@ -269,11 +280,11 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationT
     async {
         tracing::debug!("started");
         let (outcome, forced) = run_job(&shared, &op, started.attempt, &stop).await;
-        settle(&shared, &name, started.attempt, outcome, forced, &stop).await;
-        // Done with the lease entry once the record needs no watching; the latest armed score is
-        // the one the registration last renewed.
+        let done = settle(&shared, &name, started.attempt, outcome, forced, &stop).await;
+        // Done with the lease entry once the record needs no more watching (an operation that
+        // may start again keeps it); the latest armed score is the one last renewed.
         let armed = registration.held().map_or(lease_until, |h| h.lease_until);
-        if let Err(e) = shared.store.unwatch(Watch::Leases, &name, armed).await {
+        if done && let Err(e) = shared.store.unwatch(Watch::Leases, &name, armed).await {
             tracing::debug!(error = %e, "lease entry left for the reaper");
         }
         settle_delivery(&delivery, Settle::Ack).await;
@@ -290,10 +301,12 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationT
 /// the outcome is recorded as a forced stop. Returns the outcome and whether it was forced.
 async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> (Outcome, bool) {
     let Some(kind) = shared.kinds.get(&op.kind) else {
-        let status = Status::new(
-            Code::Unimplemented,
-            format!("no worker runs jobs of kind {:?}", op.kind),
-        );
+        let why = format!("no worker runs jobs of kind {:?}", op.kind);
+        let message = wire::encode(&JobMessage::V1 {
+            name: op.name.clone(),
+        });
+        dead_letter(shared, &message, &why).await;
+        let status = Status::new(Code::Unimplemented, why);
         return (Outcome::Terminal(Terminal::Failed(status)), false);
     };
     let ctx = JobContext::new(op.name.clone(), attempt, stop.clone(), shared.store.clone());
@@ -330,11 +343,26 @@ async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> 
     (decide(result, stop.reason(), op.timeout_ms), forced)
 }
 
+/// Keeps a job message no worker can act on in the dead-letter queue (best effort: it is acked
+/// either way, so it can never loop).
+async fn dead_letter(shared: &Shared, body: &[u8], reason: &str) {
+    tracing::warn!(reason, "job message dead-lettered");
+    if let Err(e) = shared.publisher.publish_dead(body, reason).await {
+        tracing::error!(error = %e, reason, "could not dead-letter a job message; dropped");
+    }
+}
+
 /// Turns what the job returned, and why its token fired (if it did), into an outcome.
 fn decide(result: JobResult, reason: Option<CancelReason>, timeout_ms: Option<u64>) -> Outcome {
     let terminal = match result {
         Ok(value) => Terminal::Succeeded(value),
         Err(JobError::Failed(status)) => Terminal::Failed(status),
+        Err(JobError::Retry(status)) => match reason {
+            Some(CancelReason::Shutdown) => return Outcome::HandBack,
+            Some(CancelReason::LeaseLost) => return Outcome::Abandon,
+            // A cancel on record ends it CANCELLED instead (in `Operation::retry`).
+            _ => return Outcome::Retry(status),
+        },
         Err(JobError::Cancelled) => match reason {
             Some(CancelReason::User) => Terminal::Cancelled,
             Some(CancelReason::Deadline) => Terminal::Failed(Status::new(
@@ -359,6 +387,7 @@ fn decide(result: JobResult, reason: Option<CancelReason>, timeout_ms: Option<u6
 
 /// Records the outcome in Redis: the one place where a finished attempt is persisted. A Redis
 /// error is retried until it succeeds or the lease is lost (the reaper then runs the job again).
+/// Answers whether the operation is now done (or deleted), so needs no more watching.
 async fn settle(
     shared: &Shared,
     name: &OperationName,
@@ -366,7 +395,7 @@ async fn settle(
     outcome: Outcome,
     forced: bool,
     stop: &Stop,
-) {
+) -> bool {
     let store = &shared.store;
     let mut pause = Duration::from_millis(50);
     loop {
@@ -374,7 +403,7 @@ async fn settle(
         let written = match &outcome {
             Outcome::Abandon => {
                 tracing::info!("lease lost: outcome not recorded");
-                return;
+                return false;
             }
             Outcome::Terminal(t) => store
                 .update(name, |op| {
@@ -385,23 +414,24 @@ async fn settle(
                     }
                 })
                 .await
-                .map(|_| ()),
+                .map(|_| true),
             Outcome::HandBack => hand_back(shared, name, attempt, now).await,
+            Outcome::Retry(status) => retry(shared, name, attempt, status, now).await,
         };
         match written {
-            Ok(()) => return,
+            Ok(done) => return done,
             Err(StoreError::NotFound) => {
                 tracing::debug!("operation was deleted while it ran");
-                return;
+                return true;
             }
             Err(StoreError::Refused(r)) => {
                 // Done already, or a newer attempt owns it: this attempt's result is not recorded.
                 tracing::info!(refused = %r, "outcome not recorded");
-                return;
+                return r == Refused::Done;
             }
             Err(e) if stop.reason() == Some(CancelReason::LeaseLost) => {
                 tracing::warn!(error = %e, "could not record outcome before losing the lease");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record outcome; retrying");
@@ -412,6 +442,29 @@ async fn settle(
     }
 }
 
+/// Queues the operation again after a backoff that doubles with each attempt: a reaper publishes
+/// it when the backoff is over (the guard is armed before the write).
+async fn retry(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    status: &Status,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let backoff = shared
+        .retry_backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_RETRY_BACKOFF);
+    let at = now + Millis::try_from(backoff.as_millis()).unwrap_or(Millis::MAX / 2);
+    reaper::guard_retry(&shared.store, name, at).await?;
+    let (_, retried) = shared
+        .store
+        .update(name, |op| op.retry(attempt, status.clone(), now, at))
+        .await?;
+    tracing::info!(?retried, code = status.code, message = %status.message, "retryable failure");
+    Ok(!matches!(retried, Retried::At(_)))
+}
+
 /// Gives the operation back: QUEUED again (guarded, then published), unless a cancel is on
 /// record, which ends it CANCELLED.
 async fn hand_back(
@@ -419,7 +472,7 @@ async fn hand_back(
     name: &OperationName,
     attempt: u32,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let guarded_at = reaper::guard_publish(&shared.store, name).await?;
     let (op, ()) = shared
         .store
@@ -431,7 +484,7 @@ async fn hand_back(
             tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
         }
     }
-    Ok(())
+    Ok(op.is_done())
 }
 
 async fn settle_delivery(delivery: &Delivery, settle: Settle) {

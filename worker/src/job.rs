@@ -39,11 +39,21 @@ pub enum JobError {
     /// The job failed with this status.
     #[error("failed: {}", .0.message)]
     Failed(Status),
+    /// The job failed with this status, but another attempt may succeed (a dependency was
+    /// unavailable, …): it runs again after a backoff, up to the most attempts an operation gets,
+    /// then fails with this status. A user cancel is never retried.
+    #[error("failed, retryable: {}", .0.message)]
+    Retry(Status),
 }
 
 impl JobError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self::Failed(Status::new(code, message))
+    }
+
+    /// A retryable failure (see [`JobError::Retry`]).
+    pub fn retry(code: Code, message: impl Into<String>) -> Self {
+        Self::Retry(Status::new(code, message))
     }
 
     pub fn invalid_input(kind: &str, err: impl std::fmt::Display) -> Self {

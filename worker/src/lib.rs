@@ -8,8 +8,9 @@
 //!
 //! Each attempt runs under a lease in Redis, which the worker renews while the job runs; a reaper
 //! (in every worker and api) recovers the operations of a worker that died or hung. A worker whose
-//! broker connection fails reconnects on its own while its jobs run on. Not here (later work):
-//! retries with backoff, dead-lettering.
+//! broker connection fails reconnects on its own while its jobs run on.
+//! Jobs may fail retryably ([`JobError::Retry`]) and run again after a backoff; job messages no
+//! worker can act on go to the dead-letter queue.
 
 mod builtin;
 pub mod cli;
@@ -43,6 +44,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long a job may take to return once its token fired, by default, before it is aborted.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// The backoff before the second attempt of a job that failed retryably, by default; it doubles
+/// with each attempt (up to 10 min).
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// After a job's token fires, how long it may take to return before it is aborted.
     pub stop_grace: Duration,
+    /// The backoff before the second attempt of a job that failed retryably (then doubling).
+    pub retry_backoff: Duration,
 }
 
 impl WorkerConfig {
@@ -84,6 +90,7 @@ impl WorkerConfig {
             lease: DEFAULT_LEASE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stop_grace: DEFAULT_STOP_GRACE,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
         }
     }
 }
@@ -148,6 +155,7 @@ impl Worker {
             slots: Arc::new(Semaphore::new(usize::from(config.concurrency))),
             lease: config.lease,
             stop_grace: config.stop_grace,
+            retry_backoff: config.retry_backoff,
             recheck: Notify::new(),
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.

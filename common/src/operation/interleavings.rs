@@ -1,5 +1,5 @@
 //! Random interleavings of everything that can happen to one operation — deliveries (duplicated,
-//! redelivered), starts, progress, renewals, completions, user cancels (their messages delivered
+//! redelivered), starts, progress, renewals, completions, retryable failures, user cancels (their messages delivered
 //! or lost), worker crashes, pauses, shutdown hand-backs and reaper expiries — applied to the
 //! state machine exactly as the store applies them (each transition atomic on the latest record).
 //! After every step the race rules must hold; after the chaos stops, the operation must end.
@@ -47,6 +47,8 @@ struct World {
     cancelled_while_queued: bool,
     /// Every attempt number that ever wrote a terminal state.
     finished_by: Vec<u32>,
+    /// A publish guard armed for this time (a retry's backoff).
+    guarded: Option<Millis>,
 }
 
 impl World {
@@ -71,6 +73,7 @@ impl World {
             terminal_writes: 0,
             cancelled_while_queued: false,
             finished_by: Vec::new(),
+            guarded: None,
         }
     }
 
@@ -126,9 +129,20 @@ impl World {
                     });
                 }
             }
-            // The job ends: cancelled if its token fired, else succeeded or failed.
+            // The job ends: cancelled if its token fired, else succeeded, failed, or failed
+            // retryably (queued again, published by a reaper once the backoff is over).
             2 => {
                 if let Some(job) = self.workers[w].take() {
+                    if !job.cancelled && rng.chance(25) {
+                        let (now, at) = (self.now, self.now + rng.below(LEASE));
+                        let status = Status::new(Code::Unavailable, "later");
+                        if let Ok(Retried::At(at)) =
+                            self.apply(|op| op.retry(job.attempt, status, now, at))
+                        {
+                            self.guarded = Some(at);
+                        }
+                        return;
+                    }
                     let result = if job.cancelled {
                         Terminal::Cancelled
                     } else if rng.chance(80) {
@@ -198,9 +212,16 @@ impl World {
                     }
                 }
             }
-            // A reaper looks; a requeued operation is re-published. Sometimes a stray duplicate.
+            // A reaper looks; a requeued operation is re-published, a guarded one once due.
+            // Sometimes a stray duplicate.
             8 => {
                 let now = self.now;
+                if self.guarded.is_some_and(|at| at <= now) {
+                    self.guarded = None;
+                    if self.op.state() == State::Queued {
+                        self.queued_messages += 1;
+                    }
+                }
                 if let Ok(Expired::Requeued) = self.apply(|op| op.expire(now)) {
                     self.queued_messages += 1;
                 }

@@ -9,4 +9,5 @@ mod lifecycle;
 mod list;
 mod outages;
 mod proxy;
+mod retries;
 mod wait;
