@@ -4,16 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use lro_common::config::Connections;
-use lro_common::name::Parent;
-use lro_common::operation::{NewOperation, Operation};
 use lro_common::reaper;
-use lro_common::store::Store;
 use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds, WorkerConfig};
 use serde_json::{Value, json};
 
-use crate::harness::{DoneCounter, Env, Probe, eventually, name_of, state_of};
+use crate::harness::{
+    DoneCounter, Env, Probe, eventually, name_of, new_operation, state_of, store,
+};
 
 /// Sends `signal` (e.g. "-STOP") to a child process.
 fn signal(child: &tokio::process::Child, signal: &str) {
@@ -133,7 +131,7 @@ async fn a_cancel_whose_message_was_lost_is_honoured_on_lease_renewal() {
     probe.started(&name).await;
 
     // The cancel is recorded in Redis, but its message never reaches the worker.
-    let store = store(&env.sys.connections()).await;
+    let store = store(&env).await;
     let op_name = lro_common::name::OperationName::parse(&name).expect("name");
     store
         .update(&op_name, |op| op.request_cancel(now_millis()))
@@ -152,22 +150,9 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
     env.worker(Kinds::builtin(), 4).await;
 
     // What an api that died between its Redis write and its publish leaves behind.
-    let store = store(&env.sys.connections()).await;
-    let name = Parent::root()
-        .operation(&uuid::Uuid::now_v7().to_string())
-        .expect("name");
-    let op = Operation::new(
-        NewOperation {
-            name: name.clone(),
-            kind: "noop".into(),
-            input: json!({}),
-            cancellable: true,
-            request_id: None,
-            timeout_ms: None,
-            retention_ms: None,
-        },
-        now_millis(),
-    );
+    let store = store(&env).await;
+    let op = new_operation("noop");
+    let name = op.name.clone();
     reaper::guard_publish(&store, &name).await.expect("guard");
     store.create(&op).await.expect("create");
 
@@ -260,10 +245,4 @@ async fn a_job_that_ignores_its_token_is_aborted_after_the_grace_and_still_ends(
     // The slot was freed each time (concurrency 1): the next job runs.
     let next = name_of(&env.api.submit("", "noop", json!({})).await);
     assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
-}
-
-async fn store(connections: &Connections) -> Store {
-    Store::connect(&connections.redis_url, &connections.namespace)
-        .await
-        .expect("redis")
 }

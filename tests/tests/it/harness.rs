@@ -330,6 +330,33 @@ impl DoneCounter {
     }
 }
 
+/// Direct access to the namespace's Redis store, for injecting states no request can produce.
+pub async fn store(env: &Env) -> lro_common::store::Store {
+    let c = env.sys.connections();
+    lro_common::store::Store::connect(&c.redis_url, &c.namespace)
+        .await
+        .expect("redis")
+}
+
+/// A new top-level operation of `kind` (empty input), as the api would create it: the record
+/// only, neither guarded nor published — the caller injects the rest.
+pub fn new_operation(kind: &str) -> lro_common::operation::Operation {
+    use lro_common::operation::{NewOperation, Operation};
+    let name = lro_common::name::Parent::root()
+        .operation(&uuid::Uuid::now_v7().to_string())
+        .expect("name");
+    let spec = NewOperation {
+        name,
+        kind: kind.into(),
+        input: json!({}),
+        cancellable: true,
+        request_id: None,
+        timeout_ms: None,
+        retention_ms: None,
+    };
+    Operation::new(spec, lro_common::time::now_millis())
+}
+
 /// The name of an operation JSON.
 pub fn name_of(op: &Value) -> String {
     op["name"].as_str().expect("name").to_owned()

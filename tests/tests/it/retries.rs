@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
-use lro_common::name::Parent;
-use lro_common::operation::{MAX_ATTEMPTS, NewOperation, Operation};
+use lro_common::operation::MAX_ATTEMPTS;
 use lro_common::status::Code;
-use lro_common::store::Store;
-use lro_common::time::now_millis;
 use lro_common::topology::{self, Broker, Topology};
 use lro_worker::{JobError, Kinds, WorkerConfig};
 use serde_json::{Value, json};
 
-use crate::harness::{Env, eventually, name_of, state_of};
+use crate::harness::{Env, eventually, name_of, new_operation, state_of, store};
 
 /// Built-in kinds plus `flaky`: fails retryably (UNAVAILABLE) on its first `failures` attempts.
 fn kinds() -> Kinds {
@@ -123,24 +120,9 @@ async fn messages_no_worker_can_act_on_are_dead_lettered() {
         .expect("publish");
 
     // An operation of a kind no worker here runs.
-    let store = Store::connect(&conns.redis_url, &conns.namespace)
-        .await
-        .expect("redis");
-    let name = Parent::root()
-        .operation(&uuid::Uuid::now_v7().to_string())
-        .expect("name");
-    let op = Operation::new(
-        NewOperation {
-            name: name.clone(),
-            kind: "rare".into(),
-            input: json!({}),
-            cancellable: true,
-            request_id: None,
-            timeout_ms: None,
-            retention_ms: None,
-        },
-        now_millis(),
-    );
+    let store = store(&env).await;
+    let op = new_operation("rare");
+    let name = op.name.clone();
     store.create(&op).await.expect("create");
     broker.publish_job(&name).await.expect("publish");
 
