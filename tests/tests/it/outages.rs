@@ -7,7 +7,7 @@ use std::time::Duration;
 use lro_worker::{CancelReason, WorkerConfig};
 use serde_json::json;
 
-use crate::harness::{Env, Probe, eventually, name_of, state_of};
+use crate::harness::{DoneCounter, Env, Probe, eventually, name_of, state_of};
 use crate::proxy::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,4 +111,97 @@ async fn redis_outage_answers_503_and_running_jobs_finish_after_it() {
 
     let next = name_of(&env.api.submit("", "noop", json!({})).await);
     assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
+}
+
+/// Jepsen-style accounting (see the notes on faults): every submit lands in exactly one bucket —
+/// accepted (2xx: must end in exactly one terminal state), or refused (503: must have left
+/// nothing behind). Lost and unexpected must be zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_outage_under_load_loses_nothing_accepted() {
+    const PER_PHASE: usize = 60;
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
+    let counter = DoneCounter::subscribe(&env).await;
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.connections.amqp_url = amqp.clone();
+    config.concurrency = 16;
+    env.sys
+        .add_worker_with(lro_worker::Kinds::builtin(), config)
+        .await
+        .expect("worker");
+
+    // Submits in three phases — up, down, up again — four at a time, with short jobs running
+    // throughout. After the outage a client retries a refused submit (same request id) until it
+    // is accepted, as a client of a 503 should.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for phase in 0..3 {
+        match phase {
+            1 => proxy.cut(),
+            2 => proxy.restore(),
+            _ => {}
+        }
+        for batch in 0..PER_PHASE / 4 {
+            let submits = (0..4).map(|i| {
+                let api = env.api.clone();
+                let body = json!({
+                    "kind": "sleep",
+                    "input": { "duration": "0.05s", "steps": 1 },
+                    "requestId": format!("p{phase}-{batch}-{i}"),
+                });
+                async move {
+                    let mut refused = 0;
+                    loop {
+                        let reply = api.submit_with("", body.clone()).await;
+                        match reply.status {
+                            200 => return (Some(name_of(&reply.body)), refused),
+                            503 => reply.error(503, "UNAVAILABLE"),
+                            _ => panic!("unexpected answer: {reply:?}"),
+                        }
+                        refused += 1;
+                        if phase != 2 {
+                            return (None, refused);
+                        }
+                        assert!(refused < 1000, "never accepted again");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            });
+            for (name, r) in futures_util::future::join_all(submits).await {
+                refused += r;
+                accepted.extend(name);
+            }
+        }
+    }
+
+    // Every accepted operation ends, exactly once; nothing else exists.
+    let mut retried = 0;
+    for name in &accepted {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+        if op["metadata"]["attempt"] != 1 {
+            retried += 1;
+        }
+    }
+    let listed = env.api.list_all("operations", "").await;
+    assert_eq!(listed.len(), accepted.len(), "unexpected operations exist");
+    let counts = counter.counts().await;
+    for name in &accepted {
+        assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
+    }
+    assert!(refused > 0, "the outage refused nothing");
+    assert!(
+        accepted.len() >= 2 * PER_PHASE,
+        "too few accepted: {}",
+        accepted.len()
+    );
+    // The done channel also announces the records a refused submit took back.
+    let terminal: usize = accepted.iter().filter_map(|n| counts.get(n)).sum();
+    eprintln!(
+        "rabbitmq outage under load: {} distinct requests, {} accepted, {refused} refusals (503, \
+         each leaving nothing), {terminal} terminal writes, 0 lost, {retried} ran more than once",
+        3 * PER_PHASE,
+        accepted.len(),
+    );
 }
