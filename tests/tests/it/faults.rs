@@ -9,6 +9,7 @@ use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds, WorkerConfig};
 use serde_json::{Value, json};
 
+use crate::broker::PrivateRabbit;
 use crate::harness::{
     DoneCounter, Env, Probe, eventually, name_of, new_operation, state_of, store,
 };
@@ -245,4 +246,47 @@ async fn a_job_that_ignores_its_token_is_aborted_after_the_grace_and_still_ends(
     // The slot was freed each time (concurrency 1): the next job runs.
     let next = name_of(&env.api.submit("", "noop", json!({})).await);
     assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
+}
+
+/// RabbitMQ closes a channel whose delivery stays unacked past `consumer_timeout` (30 min by
+/// default; 2 s on this private node, checked every 0.5 s). A job longer than that runs on
+/// under its lease, the worker reopens its session, the redelivered copy is skipped, and the
+/// job finishes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_consumer_timeout_finishes_once() {
+    let rabbit = PrivateRabbit::start(
+        "consumer_timeout = 2000\nloopback_users = none",
+        "{channel_tick_interval, 500}",
+    )
+    .await;
+    let amqp = rabbit.url();
+    let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
+    let counter = DoneCounter::subscribe(&env).await;
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.connections.amqp_url = amqp.clone();
+    env.sys
+        .add_worker_with(Kinds::builtin(), config)
+        .await
+        .expect("worker");
+
+    let input = json!({ "duration": "5s", "steps": 10 });
+    let name = name_of(&env.api.submit("", "sleep", input).await);
+    let done = env.api.done(&name).await;
+    assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    assert_eq!(done["metadata"]["attempt"], 1, "{done}");
+    assert_eq!(counter.counts().await.get(&name), Some(&1));
+    // The broker did time the delivery out (and so closed the worker's channel) meanwhile.
+    eprintln!("{}", log_lines(&rabbit.log(), "timed out"));
+    let log = rabbit.log();
+    assert!(
+        log.contains("timed out"),
+        "no consumer timeout in the broker's log:\n{log}"
+    );
+}
+
+fn log_lines(log: &str, needle: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

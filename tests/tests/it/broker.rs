@@ -1,0 +1,104 @@
+//! A private RabbitMQ node for one test, for faults that must not touch the shared broker (its
+//! configuration, its lifetime). Started with the machine's `rabbitmq-server` in a temporary
+//! directory on a free port; killed, with everything it started, when dropped.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct PrivateRabbit {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl PrivateRabbit {
+    /// Starts a node with extra `rabbitmq.conf` lines and an `advanced.config` term list for the
+    /// `rabbit` application; waits until it accepts AMQP connections.
+    pub async fn start(conf: &str, advanced: &str) -> Self {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("lro-rabbit-{id}"));
+        std::fs::create_dir_all(dir.join("mnesia")).expect("dir");
+        let port = free_port();
+        let node = format!("lro{}@localhost", &id[id.len() - 10..]);
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins");
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\n{conf}\n"),
+        )
+        .expect("conf");
+        std::fs::write(
+            dir.join("advanced.config"),
+            format!("[{{rabbit, [{advanced}]}}].\n"),
+        )
+        .expect("advanced");
+        let log = std::fs::File::create(dir.join("server.out")).expect("log");
+        let child = tokio::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", &dir)
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rabbitmq-server starts");
+        let broker = Self { port, dir, child };
+        let until = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < until,
+                "private rabbitmq did not start: see {}",
+                broker.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Everything the node logged so far.
+    pub fn log(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                all += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+            }
+        }
+        all
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        // The server script's process group, then the Erlang VM it started, which does not stay
+        // in that group: it is found by its home directory, this node's own.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .status();
+        }
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &format!("home {}", self.dir.display())])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
