@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 pub struct PrivateRabbit {
     pub port: u16,
     pub dir: PathBuf,
-    child: tokio::process::Child,
+    node: String,
+    dist_port: u16,
+    child: Option<tokio::process::Child>,
 }
 
 impl PrivateRabbit {
@@ -19,7 +21,6 @@ impl PrivateRabbit {
         let dir = std::env::temp_dir().join(format!("lro-rabbit-{id}"));
         std::fs::create_dir_all(dir.join("mnesia")).expect("dir");
         let port = free_port();
-        let node = format!("lro{}@localhost", &id[id.len() - 10..]);
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins");
         std::fs::write(
             dir.join("rabbitmq.conf"),
@@ -31,15 +32,48 @@ impl PrivateRabbit {
             format!("[{{rabbit, [{advanced}]}}].\n"),
         )
         .expect("advanced");
-        let log = std::fs::File::create(dir.join("server.out")).expect("log");
+        let mut broker = Self {
+            port,
+            node: format!("lro{}@localhost", &id[id.len() - 10..]),
+            dist_port: free_port(),
+            dir,
+            child: None,
+        };
+        broker.up().await;
+        broker
+    }
+
+    /// Kills the node (`kill -9`: no clean shutdown): connections drop and the port goes dark
+    /// until [`Self::up`] starts it again from its data directory.
+    pub fn kill(&mut self) {
+        // The server script's process group, then the Erlang VM it started, which does not stay
+        // in that group: it is found by its home directory, this node's own.
+        if let Some(pid) = self.child.take().and_then(|c| c.id()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .status();
+        }
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &format!("home {}", self.dir.display())])
+            .status();
+    }
+
+    /// Starts the node and waits until it accepts AMQP connections.
+    pub async fn up(&mut self) {
+        let dir = &self.dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.out"))
+            .expect("log");
         let child = tokio::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
-            .current_dir(&dir)
-            .env("HOME", &dir)
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", &dir)
+            .env("RABBITMQ_LOG_BASE", dir)
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
@@ -50,20 +84,19 @@ impl PrivateRabbit {
             .kill_on_drop(true)
             .spawn()
             .expect("rabbitmq-server starts");
-        let broker = Self { port, dir, child };
+        self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .is_err()
         {
             assert!(
                 Instant::now() < until,
                 "private rabbitmq did not start: see {}",
-                broker.dir.display()
+                self.dir.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        broker
     }
 
     pub fn url(&self) -> String {
@@ -84,16 +117,7 @@ impl PrivateRabbit {
 
 impl Drop for PrivateRabbit {
     fn drop(&mut self) {
-        // The server script's process group, then the Erlang VM it started, which does not stay
-        // in that group: it is found by its home directory, this node's own.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .status();
-        }
-        let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-f", &format!("home {}", self.dir.display())])
-            .status();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

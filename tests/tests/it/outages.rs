@@ -7,6 +7,7 @@ use std::time::Duration;
 use lro_worker::{CancelReason, WorkerConfig};
 use serde_json::json;
 
+use crate::broker::PrivateRabbit;
 use crate::harness::{DoneCounter, Env, Probe, eventually, name_of, state_of};
 use crate::proxy::Proxy;
 
@@ -204,4 +205,69 @@ async fn rabbitmq_outage_under_load_loses_nothing_accepted() {
         3 * PER_PHASE,
         accepted.len(),
     );
+}
+
+/// The broker itself crashes (`kill -9` of a private node) with a backlog of jobs, and restarts
+/// from its disk: the jobs it had confirmed are still there, submits in between were refused, and
+/// every accepted operation ends exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_crash_and_restart_with_a_backlog_loses_nothing_accepted() {
+    let mut rabbit = PrivateRabbit::start("loopback_users = none", "").await;
+    let amqp = rabbit.url();
+    let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
+    let counter = DoneCounter::subscribe(&env).await;
+    let mut config = WorkerConfig::new(env.sys.connections());
+    config.connections.amqp_url = amqp.clone();
+    config.concurrency = 4;
+    env.sys
+        .add_worker_with(lro_worker::Kinds::builtin(), config)
+        .await
+        .expect("worker");
+
+    let sleep = |request: String| {
+        json!({
+            "kind": "sleep",
+            "input": { "duration": "0.1s", "steps": 1 },
+            "requestId": request,
+        })
+    };
+    let mut accepted = Vec::new();
+    for i in 0..40 {
+        let op = env
+            .api
+            .submit_with("", sleep(format!("before-{i}")))
+            .await
+            .ok();
+        accepted.push(name_of(&op));
+    }
+
+    rabbit.kill();
+    for i in 0..10 {
+        let reply = env.api.submit_with("", sleep(format!("down-{i}"))).await;
+        reply.error(503, "UNAVAILABLE");
+    }
+    rabbit.up().await;
+    for i in 0..10 {
+        let op = eventually("submit accepted after the restart", || async {
+            let reply = env.api.submit_with("", sleep(format!("after-{i}"))).await;
+            assert!(matches!(reply.status, 200 | 503), "{reply:?}");
+            (reply.status == 200).then_some(reply.body)
+        })
+        .await;
+        accepted.push(name_of(&op));
+    }
+
+    for name in &accepted {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+    }
+    assert_eq!(
+        env.api.list_all("operations", "").await.len(),
+        accepted.len(),
+        "unexpected operations exist"
+    );
+    let counts = counter.counts().await;
+    for name in &accepted {
+        assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
+    }
 }
