@@ -73,9 +73,74 @@ impl System {
 }
 
 impl Drop for System {
+    /// Stops the api and workers, then removes the namespace from Redis and RabbitMQ, so that
+    /// test runs leave nothing behind on the shared services.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let connections = self.connections();
+        // A thread and runtime of its own: this may run on the test's runtime, which cannot
+        // block on itself.
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    remove_namespace(&connections),
+                )
+                .await?
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = cleaned {
+            eprintln!("namespace {} not fully removed: {e}", self.namespace);
+        }
     }
+}
+
+/// Deletes every Redis key and AMQP entity of a namespace.
+pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
+    let ns = &connections.namespace;
+    let client = redis::Client::open(connections.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{ns}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let topology = lro_common::topology::Topology::new(ns);
+    let amqp = lro_common::topology::connect(&connections.amqp_url).await?;
+    let channel = amqp.create_channel().await?;
+    for queue in [topology.jobs_queue(), topology.dead_queue()] {
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await?;
+    }
+    channel
+        .exchange_delete(
+            topology.cancel_exchange().as_str().into(),
+            Default::default(),
+        )
+        .await?;
+    let _ = amqp.close(200, "namespace removed".into()).await;
+    Ok(())
 }
 
 /// Median, p99, min and max of a set of samples (in any unit).

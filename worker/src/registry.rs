@@ -86,9 +86,12 @@ pub struct StartedJob {
 }
 
 /// The tokens of every job this worker runs. Cheap to clone.
+///
+/// A name may have several entries at once: a redelivered copy of a running job's message is
+/// registered (and then skipped) beside the job itself, and must not displace it.
 #[derive(Clone)]
 pub struct Registry {
-    jobs: Arc<Mutex<HashMap<OperationName, Entry>>>,
+    jobs: Arc<Mutex<HashMap<OperationName, Vec<Entry>>>>,
     next_id: Arc<AtomicU64>,
     shutdown: CancellationToken,
 }
@@ -102,19 +105,15 @@ impl Registry {
         }
     }
 
-    /// Registers a job; its entry lives as long as the returned guard. A second registration of
-    /// the same name (a redelivery to this worker) replaces the first for cancel routing.
+    /// Registers a job; its entry lives as long as the returned guard.
     pub fn register(&self, name: &OperationName) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = Stop::new(&self.shutdown);
-        self.lock().insert(
-            name.clone(),
-            Entry {
-                id,
-                stop: stop.clone(),
-                held: None,
-            },
-        );
+        self.lock().entry(name.clone()).or_default().push(Entry {
+            id,
+            stop: stop.clone(),
+            held: None,
+        });
         Registration {
             registry: self.clone(),
             name: name.clone(),
@@ -123,28 +122,31 @@ impl Registry {
         }
     }
 
-    /// Fires the token of the job running `name`, if this worker runs it.
+    /// Fires the token of every job registered under `name`; whether there was one.
     pub fn cancel(&self, name: &OperationName, reason: CancelReason) -> bool {
-        let stop = self.lock().get(name).map(|e| e.stop.clone());
-        match stop {
-            Some(stop) => {
-                stop.fire(reason);
-                true
-            }
-            None => false,
+        let stops: Vec<Stop> = self
+            .lock()
+            .get(name)
+            .map(|entries| entries.iter().map(|e| e.stop.clone()).collect())
+            .unwrap_or_default();
+        for stop in &stops {
+            stop.fire(reason);
         }
+        !stops.is_empty()
     }
 
     /// Every job whose attempt has started, for lease renewal.
     pub fn started_jobs(&self) -> Vec<StartedJob> {
         self.lock()
             .iter()
-            .filter_map(|(name, e)| {
-                Some(StartedJob {
-                    name: name.clone(),
-                    id: e.id,
-                    held: e.held?,
-                    stop: e.stop.clone(),
+            .flat_map(|(name, entries)| {
+                entries.iter().filter_map(|e| {
+                    Some(StartedJob {
+                        name: name.clone(),
+                        id: e.id,
+                        held: e.held?,
+                        stop: e.stop.clone(),
+                    })
                 })
             })
             .collect()
@@ -152,30 +154,42 @@ impl Registry {
 
     /// Records a renewed lease for the registration `id` of `name`.
     pub fn renewed(&self, name: &OperationName, id: u64, lease_until: Millis) {
-        if let Some(e) = self.lock().get_mut(name).filter(|e| e.id == id)
-            && let Some(held) = &mut e.held
-        {
-            held.lease_until = held.lease_until.max(lease_until);
-        }
+        self.with_entry(name, id, |e| {
+            if let Some(held) = &mut e.held {
+                held.lease_until = held.lease_until.max(lease_until);
+            }
+        });
     }
 
     /// How many jobs are registered.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OperationName, Entry>> {
+    fn with_entry<T>(
+        &self,
+        name: &OperationName,
+        id: u64,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> Option<T> {
+        self.lock()
+            .get_mut(name)
+            .and_then(|entries| entries.iter_mut().find(|e| e.id == id))
+            .map(f)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OperationName, Vec<Entry>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A job's place in the registry; dropping it removes the entry (if it is still this one's).
+/// A job's place in the registry; dropping it removes its entry.
 pub struct Registration {
     registry: Registry,
     name: OperationName,
@@ -190,31 +204,26 @@ impl Registration {
 
     /// Records that the attempt started, holding a lease; from now on it is renewed.
     pub fn started(&self, held: Held) {
-        if let Some(e) = self
-            .registry
-            .lock()
-            .get_mut(&self.name)
-            .filter(|e| e.id == self.id)
-        {
-            e.held = Some(held);
-        }
+        self.registry
+            .with_entry(&self.name, self.id, |e| e.held = Some(held));
     }
 
     /// The lease as last renewed.
     pub fn held(&self) -> Option<Held> {
         self.registry
-            .lock()
-            .get(&self.name)
-            .filter(|e| e.id == self.id)
-            .and_then(|e| e.held)
+            .with_entry(&self.name, self.id, |e| e.held)
+            .flatten()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut jobs = self.registry.lock();
-        if jobs.get(&self.name).is_some_and(|e| e.id == self.id) {
-            jobs.remove(&self.name);
+        if let Some(entries) = jobs.get_mut(&self.name) {
+            entries.retain(|e| e.id != self.id);
+            if entries.is_empty() {
+                jobs.remove(&self.name);
+            }
         }
     }
 }
@@ -242,6 +251,22 @@ mod tests {
         // First reason wins.
         a.stop().fire(CancelReason::Deadline);
         assert_eq!(a.stop().reason(), Some(CancelReason::User));
+    }
+
+    #[test]
+    fn a_second_registration_of_a_name_does_not_displace_the_first() {
+        let reg = Registry::new(CancellationToken::new());
+        let running = reg.register(&name("operations/a"));
+        running.started(Held {
+            attempt: 1,
+            lease_until: 10,
+        });
+        let copy = reg.register(&name("operations/a"));
+        assert_eq!(reg.started_jobs().len(), 1);
+        drop(copy);
+        assert_eq!(reg.started_jobs().len(), 1, "the running job lost its entry");
+        assert!(reg.cancel(&name("operations/a"), CancelReason::User));
+        assert_eq!(running.stop().reason(), Some(CancelReason::User));
     }
 
     #[test]

@@ -48,9 +48,10 @@ impl PrivateRabbit {
     pub fn kill(&mut self) {
         // The server script's process group, then the Erlang VM it started, which does not stay
         // in that group: it is found by its home directory, this node's own.
+        // (`kill -s SIG -- -PGID`: procps-ng 4.0 misreads `kill -KILL -PGID`, e.g. as pid -1.)
         if let Some(pid) = self.child.take().and_then(|c| c.id()) {
             let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
                 .status();
         }
         let _ = std::process::Command::new("pkill")

@@ -14,11 +14,13 @@ use crate::harness::{
     DoneCounter, Env, Probe, eventually, name_of, new_operation, state_of, store,
 };
 
-/// Sends `signal` (e.g. "-STOP") to a child process.
+/// Sends `signal` (e.g. "STOP") to a child process.
 fn signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().expect("child running").to_string();
+    // Always `kill -s SIG -- PID`: procps-ng 4.0 misreads other forms (`kill -KILL -PGID` can
+    // become a kill of every process).
     let status = std::process::Command::new("kill")
-        .args([signal, &pid])
+        .args(["-s", signal, "--", &pid])
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill {signal} {pid}");
@@ -99,7 +101,7 @@ async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
     running_on(&env, "operations", "paused", 1).await;
 
     // Frozen mid-job (a GC pause, a partition): its lease runs out and another worker takes over.
-    signal(&paused, "-STOP");
+    signal(&paused, "STOP");
     let rescuer = env.worker(Kinds::builtin(), 4).await;
     let taken = eventually("taken over", || async {
         let op = env.api.get(&name).await.ok();
@@ -110,7 +112,7 @@ async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
 
     // Thawed, the old attempt finds itself fenced: its renewals and progress are refused, it
     // stops its job, and nothing it does is recorded.
-    signal(&paused, "-CONT");
+    signal(&paused, "CONT");
     let done = env.api.done(&name).await;
     assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
     assert_eq!(done["metadata"]["attempt"], 2);
@@ -184,7 +186,7 @@ async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back() {
     }
     running_on(&env, "operations", "leaving", 5).await;
 
-    signal(&leaving, "-TERM");
+    signal(&leaving, "TERM");
     let status = leaving.wait().await.expect("exits");
     assert!(status.success(), "worker exit: {status}");
     // Within the grace period the short jobs finished where they ran.

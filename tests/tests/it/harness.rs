@@ -34,6 +34,13 @@ impl Env {
 
     /// An api configured by `configure`, with no workers yet.
     pub async fn start_with(configure: impl FnOnce(&mut lro_api::ApiConfig)) -> Self {
+        // `LRO_TEST_LOG=lro_worker=debug,…` shows what the in-process api and workers do.
+        if let Ok(filter) = std::env::var("LRO_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let sys = System::start_with("t", configure)
             .await
             .expect("api starts");
