@@ -264,7 +264,11 @@ mod tests {
         let copy = reg.register(&name("operations/a"));
         assert_eq!(reg.started_jobs().len(), 1);
         drop(copy);
-        assert_eq!(reg.started_jobs().len(), 1, "the running job lost its entry");
+        assert_eq!(
+            reg.started_jobs().len(),
+            1,
+            "the running job lost its entry"
+        );
         assert!(reg.cancel(&name("operations/a"), CancelReason::User));
         assert_eq!(running.stop().reason(), Some(CancelReason::User));
     }
