@@ -1,6 +1,8 @@
 //! Support for running a whole lro system in one process against the real Redis and RabbitMQ: the
 //! api on a port-0 listener and any number of workers, all in a fresh namespace. Used by the
-//! benchmark program; stops everything when dropped.
+//! benchmark program; stops everything when dropped. [`procs`] runs the real binaries instead.
+
+pub mod procs;
 
 use std::net::SocketAddr;
 

@@ -1,62 +1,191 @@
-//! `lro-bench`: measures the running system against the machine's floor, in one run.
+//! `lro-bench`: measures the running system against baselines taken in the same run, and prints
+//! a table (also written as JSON).
 //!
-//! Scenario "cancel": N `sleep`-like jobs run on one worker; each is cancelled over HTTP in turn,
-//! timing (a) until the job observes its token and (b) until the operation reads back CANCELLED.
-//! The floor is measured first with the same client crates: one Redis round trip and one AMQP
-//! publish → consume.
+//! Scenarios (`--scenarios`, default all):
+//! - `floor`: one Redis round trip, one AMQP publish → consume (same client crates);
+//! - `cancel`: N jobs running on an in-process worker, each cancelled over HTTP in turn: time to
+//!   (a) the job observing its token, (b) the operation reading back CANCELLED;
+//! - `throughput`: the real `lro-api` and `lro-worker` processes; many clients submit `noop`s;
+//!   submits per second, and operations per second end to end (submit → done, counted on the
+//!   done channel), beside Redis writes per second at the same concurrency;
+//! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records.
 //!
-//! Usage: `cargo run --release -p lro-tests --bin lro-bench -- [N]` (default 100).
+//! Usage: `cargo build --release --workspace && target/release/lro-bench` (see `--help`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use lro_tests::procs::Procs;
 use lro_tests::{Summary, System};
 use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
+#[derive(Parser)]
+#[command(name = "lro-bench")]
+struct Args {
+    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "floor,cancel,throughput,reads"
+    )]
+    scenarios: Vec<String>,
+    /// Jobs running (and cancelled one by one) in the cancel scenario.
+    #[arg(long, default_value_t = 1000)]
+    cancels: usize,
+    /// Operations submitted in the throughput scenario.
+    #[arg(long, default_value_t = 20_000)]
+    ops: usize,
+    /// Concurrent HTTP clients (throughput, reads).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Worker processes (throughput).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Seconds each side of the reads scenario runs.
+    #[arg(long, default_value_t = 5)]
+    read_secs: u64,
+    /// Where the JSON copy of the table goes.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    scenario: &'static str,
+    figure: String,
+    unit: &'static str,
+    n: usize,
+    p50: f64,
+    p99: f64,
+    min: f64,
+    max: f64,
+    /// This figure divided by the baseline it is compared to, and the goal for that ratio or
+    /// value, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goal: Option<String>,
+}
+
+impl Row {
+    fn summary(scenario: &'static str, figure: &str, unit: &'static str, s: Summary) -> Self {
+        Self {
+            scenario,
+            figure: figure.to_owned(),
+            unit,
+            n: s.n,
+            p50: s.p50,
+            p99: s.p99,
+            min: s.min,
+            max: s.max,
+            ratio: None,
+            goal: None,
+        }
+    }
+
+    /// A single figure (a rate): the same value in every column.
+    fn value(scenario: &'static str, figure: &str, unit: &'static str, n: usize, v: f64) -> Self {
+        Self::summary(
+            scenario,
+            figure,
+            unit,
+            Summary {
+                n,
+                p50: v,
+                p99: v,
+                min: v,
+                max: v,
+            },
+        )
+    }
+
+    fn compared(mut self, ratio: f64, goal: &str) -> Self {
+        self.ratio = Some(ratio);
+        self.goal = Some(goal.to_owned());
+        self
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()
-        .context("N must be a number")?
-        .unwrap_or(100);
+    let args = Args::parse();
+    let mut rows = Vec::new();
+    let run = |s: &str| args.scenarios.iter().any(|x| x == s);
     let redis = redis_floor(1000).await?;
     let amqp = amqp_floor(1000).await?;
-    let (token, cancelled) = cancel_latency(n).await?;
     let floor = redis.p50 + amqp.p50;
-    println!(
-        "{:<44} {:>5} {:>9} {:>9} {:>9} {:>9}",
-        "figure (ms)", "n", "p50", "p99", "min", "max"
-    );
-    for (label, s) in [
-        ("floor: redis round trip (PING)", redis),
-        ("floor: amqp publish -> consume", amqp),
-        ("cancel -> job observes its token", token),
-        ("cancel -> operation reads CANCELLED", cancelled),
-    ] {
-        println!(
-            "{label:<44} {:>5} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            s.n, s.p50, s.p99, s.min, s.max
+    if run("floor") {
+        rows.push(Row::summary(
+            "floor",
+            "redis round trip (PING)",
+            "ms",
+            redis,
+        ));
+        rows.push(Row::summary("floor", "amqp publish -> consume", "ms", amqp));
+    }
+    if run("cancel") {
+        let (token, cancelled) = cancel_latency(args.cancels).await?;
+        rows.push(
+            Row::summary("cancel", "cancel -> job observes its token", "ms", token).compared(
+                token.p50 / floor,
+                "p50 <= 3x (redis + amqp floor); p99 <= 10 ms",
+            ),
+        );
+        rows.push(
+            Row::summary(
+                "cancel",
+                "cancel -> operation reads CANCELLED",
+                "ms",
+                cancelled,
+            )
+            .compared(cancelled.p50 / floor, "p50 / (redis + amqp floor)"),
         );
     }
-    println!(
-        "ratio p50 (token observed) / (redis + amqp floor) = {:.2}",
-        token.p50 / floor
-    );
-    println!(
-        "ratio p50 (CANCELLED read back) / (redis + amqp floor) = {:.2}",
-        cancelled.p50 / floor
-    );
+    if run("throughput") {
+        rows.extend(throughput(&args).await?);
+    }
+    if run("reads") {
+        rows.extend(reads(&args).await?);
+    }
+    print_table(&rows);
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&rows)?)
+        .with_context(|| format!("cannot write {}", args.json.display()))?;
+    println!("(also written to {})", args.json.display());
     Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<11} {:<44} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>7}  goal",
+        "scenario", "figure", "unit", "n", "p50", "p99", "min", "max", "ratio"
+    );
+    for r in rows {
+        let ratio = r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default();
+        println!(
+            "{:<11} {:<44} {:>6} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>7}  {}",
+            r.scenario,
+            r.figure,
+            r.unit,
+            r.n,
+            r.p50,
+            r.p99,
+            r.min,
+            r.max,
+            ratio,
+            r.goal.as_deref().unwrap_or("")
+        );
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -192,4 +321,255 @@ async fn state(http: &reqwest::Client, system: &System, name: &str) -> anyhow::R
         .as_str()
         .unwrap_or_default()
         .to_owned())
+}
+
+/// Submits `ops` noops from `clients` clients to the real processes; measures the submit rate and
+/// the end-to-end rate (until every one is announced done), beside Redis writes per second at the
+/// same concurrency.
+async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let procs = Procs::start("bench", args.workers, 256).await?;
+    let redis_url = "redis://127.0.0.1:6379";
+    let client = redis::Client::open(redis_url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub
+        .subscribe(format!("{}:done", procs.namespace))
+        .await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    // Workers register their kinds and connect in the background; one op proves they run.
+    warm_up(&http, &procs).await?;
+
+    let started = Instant::now();
+    let per_client = args.ops.div_ceil(args.clients);
+    let submits = (0..args.clients).map(|_| {
+        let http = http.clone();
+        let url = procs.url("jobs");
+        async move {
+            let mut names = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let op: Value = http
+                    .post(&url)
+                    .json(&json!({"kind": "noop"}))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                names.push(op["name"].as_str().context("no name")?.to_owned());
+            }
+            anyhow::Ok(names)
+        }
+    });
+    let mut pending: HashSet<String> = HashSet::new();
+    let mut stream = pubsub.on_message();
+    let submitted = futures_util::future::try_join_all(submits);
+    tokio::pin!(submitted);
+    let mut done_early = Vec::new();
+    // Count completions while submitting, so the channel never backs up.
+    let all = loop {
+        tokio::select! {
+            all = &mut submitted => break all?,
+            msg = stream.next() => {
+                let msg = msg.context("done channel closed")?;
+                done_early.push(msg.get_payload::<String>()?);
+            }
+        }
+    };
+    let submit_secs = started.elapsed().as_secs_f64();
+    let total: usize = all.iter().map(Vec::len).sum();
+    pending.extend(all.into_iter().flatten());
+    for name in done_early {
+        pending.remove(&name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !pending.is_empty() {
+        let msg = tokio::time::timeout_at(deadline.into(), stream.next())
+            .await
+            .context("operations not done within 300 s")?
+            .context("done channel closed")?;
+        pending.remove(&msg.get_payload::<String>()?);
+    }
+    let e2e_secs = started.elapsed().as_secs_f64();
+    drop(stream);
+    procs.stop().await;
+
+    let redis_rate = redis_write_rate(redis_url, args.clients, 20_000).await?;
+    let e2e = total as f64 / e2e_secs;
+    Ok(vec![
+        Row::value(
+            "throughput",
+            "redis SET/s, same clients (baseline)",
+            "ops/s",
+            20_000,
+            redis_rate,
+        ),
+        Row::value(
+            "throughput",
+            "submits/s (api alone)",
+            "ops/s",
+            total,
+            total as f64 / submit_secs,
+        ),
+        Row::value(
+            "throughput",
+            "noop submit -> done, end to end",
+            "ops/s",
+            total,
+            e2e,
+        )
+        .compared(e2e / redis_rate, ">= 5000 ops/s"),
+    ])
+}
+
+async fn warm_up(http: &reqwest::Client, procs: &Procs) -> anyhow::Result<()> {
+    let op: Value = http
+        .post(procs.url("jobs"))
+        .json(&json!({"kind": "noop"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let name = op["name"].as_str().context("no name")?;
+    let done: Value = http
+        .post(procs.url(&format!("{name}:wait")))
+        .json(&json!({"timeout": "30s"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if done["done"] != true {
+        bail!("warm-up operation not done: {done}");
+    }
+    Ok(())
+}
+
+/// `n` SETs from `clients` concurrent tasks on one multiplexed connection, per second.
+async fn redis_write_rate(url: &str, clients: usize, n: usize) -> anyhow::Result<f64> {
+    let client = redis::Client::open(url)?;
+    let conn = client.get_multiplexed_async_connection().await?;
+    let key = format!("bench-floor-{}", uuid::Uuid::now_v7().simple());
+    let started = Instant::now();
+    let tasks = (0..clients).map(|_| {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            for _ in 0..n.div_ceil(clients) {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg("x")
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures_util::future::try_join_all(tasks).await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn.clone())
+        .await?;
+    Ok(rate)
+}
+
+/// `GET /v1/{name}` of done operations from `clients` clients for `read_secs`, vs `HGET` of the
+/// same records at the same concurrency.
+async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let procs = Procs::start("bench", 1, 64).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    warm_up(&http, &procs).await?;
+    let mut names = Vec::new();
+    for _ in 0..200 {
+        let op: Value = http
+            .post(procs.url("jobs"))
+            .json(&json!({"kind": "noop"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        names.push(op["name"].as_str().context("no name")?.to_owned());
+    }
+    let names = Arc::new(names);
+    let window = Duration::from_secs(args.read_secs);
+
+    let http_count = closed_loop(args.clients, window, |i| {
+        let http = http.clone();
+        let url = procs.url(&names[i % names.len()]);
+        async move {
+            http.get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+
+    let keys = lro_common::store::Keys::new(&procs.namespace);
+    let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    let conn = client.get_multiplexed_async_connection().await?;
+    let op_keys: Arc<Vec<String>> = Arc::new(
+        names
+            .iter()
+            .map(|n| lro_common::name::OperationName::parse(n).map(|n| keys.op(&n)))
+            .collect::<Result<_, _>>()?,
+    );
+    let redis_count = closed_loop(args.clients, window, |i| {
+        let mut conn = conn.clone();
+        let key = op_keys[i % op_keys.len()].clone();
+        async move {
+            let _: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("r")
+                .query_async(&mut conn)
+                .await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    procs.stop().await;
+
+    let secs = window.as_secs_f64();
+    let (api, raw) = (http_count as f64 / secs, redis_count as f64 / secs);
+    Ok(vec![
+        Row::value(
+            "reads",
+            "redis HGET/s of the records (baseline)",
+            "req/s",
+            redis_count,
+            raw,
+        ),
+        Row::value("reads", "GET /v1/{name}", "req/s", http_count, api)
+            .compared(api / raw, ">= 0.5"),
+    ])
+}
+
+/// Runs `clients` loops of `request(i)` for `window`; returns how many completed.
+async fn closed_loop<F, Fut>(clients: usize, window: Duration, request: F) -> anyhow::Result<usize>
+where
+    F: Fn(usize) -> Fut + Clone,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let until = Instant::now() + window;
+    let loops = (0..clients).map(|c| {
+        let request = request.clone();
+        async move {
+            let mut count = 0;
+            while Instant::now() < until {
+                request(c * 7919 + count).await?;
+                count += 1;
+            }
+            anyhow::Ok(count)
+        }
+    });
+    Ok(futures_util::future::try_join_all(loops)
+        .await?
+        .into_iter()
+        .sum())
 }
