@@ -270,14 +270,7 @@ async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
     let http = reqwest::Client::new();
     let mut names = Vec::with_capacity(n);
     for _ in 0..n {
-        let op: Value = http
-            .post(system.url("jobs"))
-            .json(&json!({"kind": "bench-wait"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        names.push(op["name"].as_str().context("no name")?.to_owned());
+        names.push(submit(&http, &system.url("jobs"), "bench-wait").await?);
     }
     for name in &names {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -348,15 +341,7 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
         async move {
             let mut names = Vec::with_capacity(per_client);
             for _ in 0..per_client {
-                let op: Value = http
-                    .post(&url)
-                    .json(&json!({"kind": "noop"}))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                names.push(op["name"].as_str().context("no name")?.to_owned());
+                names.push(submit(&http, &url, "noop").await?);
             }
             anyhow::Ok(names)
         }
@@ -422,16 +407,21 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-async fn warm_up(http: &reqwest::Client, procs: &Procs) -> anyhow::Result<()> {
+/// Submits a job of `kind` to `url` (a `…/jobs` URL); returns the operation's name.
+async fn submit(http: &reqwest::Client, url: &str, kind: &str) -> anyhow::Result<String> {
     let op: Value = http
-        .post(procs.url("jobs"))
-        .json(&json!({"kind": "noop"}))
+        .post(url)
+        .json(&json!({ "kind": kind }))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let name = op["name"].as_str().context("no name")?;
+    Ok(op["name"].as_str().context("no name")?.to_owned())
+}
+
+async fn warm_up(http: &reqwest::Client, procs: &Procs) -> anyhow::Result<()> {
+    let name = submit(http, &procs.url("jobs"), "noop").await?;
     let done: Value = http
         .post(procs.url(&format!("{name}:wait")))
         .json(&json!({"timeout": "30s"}))
@@ -484,14 +474,7 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
     warm_up(&http, &procs).await?;
     let mut names = Vec::new();
     for _ in 0..200 {
-        let op: Value = http
-            .post(procs.url("jobs"))
-            .json(&json!({"kind": "noop"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        names.push(op["name"].as_str().context("no name")?.to_owned());
+        names.push(submit(&http, &procs.url("jobs"), "noop").await?);
     }
     let names = Arc::new(names);
     let window = Duration::from_secs(args.read_secs);
