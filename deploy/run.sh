@@ -15,7 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LRO_HTTP_ADDR="${LRO_HTTP_ADDR:-127.0.0.1:8080}"
 WAIT_SECS="${LRO_RUN_WAIT_SECS:-60}"
 # Grace period for the children's own shutdown after SIGTERM, before SIGKILL.
-STOP_GRACE_SECS=15
+# Workers drain for LRO_SHUTDOWN_GRACE (30s) plus LRO_STOP_GRACE (10s) at most before they exit.
+STOP_GRACE_SECS=45
 
 bash deploy/services.sh
 
