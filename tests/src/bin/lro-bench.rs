@@ -8,7 +8,10 @@
 //! - `throughput`: the real `lro-api` and `lro-worker` processes; many clients submit `noop`s;
 //!   submits per second, and operations per second end to end (submit → done, counted on the
 //!   done channel), beside Redis writes per second at the same concurrency;
-//! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records.
+//! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records;
+//! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
+//!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
+//!   each beside lro's figure from this run.
 //!
 //! Usage: `cargo build --release --workspace && target/release/lro-bench` (see `--help`).
 
@@ -32,13 +35,19 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
-    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads.
+    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads"
+        default_value = "floor,cancel,throughput,reads,celery"
     )]
     scenarios: Vec<String>,
+    /// Tasks submitted to Celery in the celery scenario.
+    #[arg(long, default_value_t = 10_000)]
+    celery_ops: usize,
+    /// Running Celery tasks aborted one by one in the celery scenario.
+    #[arg(long, default_value_t = 200)]
+    celery_aborts: usize,
     /// Jobs running (and cancelled one by one) in the cancel scenario.
     #[arg(long, default_value_t = 1000)]
     cancels: usize,
@@ -134,8 +143,11 @@ async fn main() -> anyhow::Result<()> {
         ));
         rows.push(Row::summary("floor", "amqp publish -> consume", "ms", amqp));
     }
+    let mut lro_token_p50 = None;
+    let mut lro_e2e = None;
     if run("cancel") {
         let (token, cancelled) = cancel_latency(args.cancels).await?;
+        lro_token_p50 = Some(token.p50);
         rows.push(
             Row::summary("cancel", "cancel -> job observes its token", "ms", token).compared(
                 token.p50 / floor,
@@ -153,10 +165,15 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if run("throughput") {
-        rows.extend(throughput(&args).await?);
+        let measured = throughput(&args).await?;
+        lro_e2e = measured.last().map(|r| r.p50);
+        rows.extend(measured);
     }
     if run("reads") {
         rows.extend(reads(&args).await?);
+    }
+    if run("celery") {
+        rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
     }
     print_table(&rows);
     std::fs::write(&args.json, serde_json::to_vec_pretty(&rows)?)
@@ -555,4 +572,61 @@ where
         .await?
         .into_iter()
         .sum())
+}
+
+/// Runs `tests/celery/run.sh` and sets Celery's figures beside lro's from this run.
+async fn celery(
+    args: &Args,
+    lro_e2e: Option<f64>,
+    lro_token_p50: Option<f64>,
+) -> anyhow::Result<Vec<Row>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/celery/run.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(["--ops", &args.celery_ops.to_string()])
+        .args(["--aborts", &args.celery_aborts.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("cannot run the celery benchmark")?;
+    if !out.status.success() {
+        bail!("celery benchmark failed: {}", out.status);
+    }
+    let v: Value = serde_json::from_slice(
+        out.stdout
+            .rsplit(|&b| b == b'\n')
+            .find(|l| !l.is_empty())
+            .context("no output")?,
+    )?;
+    let t = &v["throughput"];
+    let c = &v["cancel"];
+    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+    let ops = t["ops"].as_u64().unwrap_or(0) as usize;
+    let e2e = f(&t["e2e_per_s"]);
+    let mut e2e_row = Row::value("celery", "celery noop submit -> result", "ops/s", ops, e2e);
+    if let Some(lro) = lro_e2e {
+        e2e_row = e2e_row.compared(lro / e2e, "lro / celery >= 3");
+    }
+    let abort = Summary {
+        n: c["n"].as_u64().unwrap_or(0) as usize,
+        p50: f(&c["p50_ms"]),
+        p99: f(&c["p99_ms"]),
+        min: f(&c["min_ms"]),
+        max: f(&c["max_ms"]),
+    };
+    let mut abort_row = Row::summary("celery", "celery abort -> running task stops", "ms", abort);
+    if let Some(lro) = lro_token_p50 {
+        abort_row = abort_row.compared(abort.p50 / lro, "celery p50 / lro p50 (token)");
+    }
+    Ok(vec![
+        Row::value(
+            "celery",
+            "celery submits/s",
+            "ops/s",
+            ops,
+            f(&t["submits_per_s"]),
+        ),
+        e2e_row,
+        abort_row,
+    ])
 }
