@@ -54,6 +54,11 @@ impl Procs {
         })
     }
 
+    /// The worker processes' ids.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(Child::id).collect()
+    }
+
     /// `http://addr/v1/` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/v1/{path}", self.addr)

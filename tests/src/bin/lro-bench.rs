@@ -9,6 +9,8 @@
 //!   submits per second, and operations per second end to end (submit → done, counted on the
 //!   done channel), beside Redis writes per second at the same concurrency;
 //! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records;
+//! - `scale`: N long `sleep`s in flight on two worker processes (N from `--scale`): the workers'
+//!   memory per operation, and cancel → CANCELLED (seen by `:wait`) at that load;
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
 //!   each beside lro's figure from this run.
@@ -35,13 +37,16 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
-    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, celery.
+    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, scale, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,celery"
+        default_value = "floor,cancel,throughput,reads,scale,celery"
     )]
     scenarios: Vec<String>,
+    /// Operations in flight in the scale scenario, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    scale: Vec<usize>,
     /// Tasks submitted to Celery in the celery scenario.
     #[arg(long, default_value_t = 10_000)]
     celery_ops: usize,
@@ -119,6 +124,11 @@ impl Row {
         )
     }
 
+    fn goal(mut self, goal: &str) -> Self {
+        self.goal = Some(goal.to_owned());
+        self
+    }
+
     fn compared(mut self, ratio: f64, goal: &str) -> Self {
         self.ratio = Some(ratio);
         self.goal = Some(goal.to_owned());
@@ -171,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("reads") {
         rows.extend(reads(&args).await?);
+    }
+    if run("scale") {
+        for &n in &args.scale {
+            rows.extend(scale(&args, n).await?);
+        }
     }
     if run("celery") {
         rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
@@ -426,9 +441,14 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
 
 /// Submits a job of `kind` to `url` (a `…/jobs` URL); returns the operation's name.
 async fn submit(http: &reqwest::Client, url: &str, kind: &str) -> anyhow::Result<String> {
+    submit_body(http, url, &json!({ "kind": kind })).await
+}
+
+/// Submits `body` to `url` (a `…/jobs` URL); returns the operation's name.
+async fn submit_body(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<String> {
     let op: Value = http
         .post(url)
-        .json(&json!({ "kind": kind }))
+        .json(body)
         .send()
         .await?
         .error_for_status()?
@@ -629,4 +649,124 @@ async fn celery(
         e2e_row,
         abort_row,
     ])
+}
+
+/// `n` long sleeps in flight on two worker processes: the workers' resident memory per operation
+/// (growth over an idle worker), and 100 cancels → CANCELLED at that load.
+async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
+    let procs = Procs::start("bench", 2, n / 2 + 64).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    warm_up(&http, &procs).await?;
+    let idle = workers_rss(&procs)?;
+    let body = json!({ "kind": "sleep", "input": { "duration": "600s", "steps": 60 } });
+    let url = procs.url("jobs");
+    let per_client = n.div_ceil(args.clients);
+    let submits = (0..args.clients).map(|_| {
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        async move {
+            let mut names = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                names.push(submit_body(&http, &url, &body).await?);
+            }
+            anyhow::Ok(names)
+        }
+    });
+    let names: Vec<String> = futures_util::future::try_join_all(submits)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let total = names.len();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while running(&http, &procs).await? < total {
+        if Instant::now() > deadline {
+            bail!("not all {total} operations running within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let loaded = workers_rss(&procs)?;
+    let per_op = loaded.saturating_sub(idle) as f64 / total as f64;
+
+    let mut samples = Vec::new();
+    for name in names.iter().step_by((total / 100).max(1)).take(100) {
+        let t0 = Instant::now();
+        http.post(procs.url(&format!("{name}:cancel")))
+            .send()
+            .await?
+            .error_for_status()?;
+        let op: Value = http
+            .post(procs.url(&format!("{name}:wait")))
+            .json(&json!({ "timeout": "10s" }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if op["metadata"]["state"] != "CANCELLED" {
+            bail!("{name} not CANCELLED 10 s after its cancel: {op}");
+        }
+        samples.push(ms(t0.elapsed()));
+    }
+    procs.stop().await;
+    let label = |what: &str| format!("{what}, {total} in flight");
+    Ok(vec![
+        Row::value(
+            "scale",
+            &label("worker memory per operation"),
+            "bytes",
+            total,
+            per_op,
+        )
+        .compared(per_op / 2048.0, "<= 2 KiB"),
+        Row::summary(
+            "scale",
+            &label("cancel -> CANCELLED (:wait)"),
+            "ms",
+            Summary::of(&samples),
+        )
+        .goal("flat across loads"),
+    ])
+}
+
+/// How many of the namespace's operations are RUNNING (all pages).
+async fn running(http: &reqwest::Client, procs: &Procs) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut token = String::new();
+    loop {
+        let mut url = format!(
+            "{}?pageSize=1000&filter=metadata.state%3DRUNNING",
+            procs.url("operations")
+        );
+        if !token.is_empty() {
+            url += &format!("&pageToken={token}");
+        }
+        let page: Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        count += page["operations"].as_array().map_or(0, Vec::len);
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = t.to_owned(),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// The worker processes' resident memory, in bytes.
+fn workers_rss(procs: &Procs) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for pid in procs.worker_pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS")?;
+        total += kib * 1024;
+    }
+    Ok(total)
 }
