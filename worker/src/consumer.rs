@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) stop_grace: Duration,
     /// The backoff before the second attempt of a job that failed retryably; doubled each time.
     pub(crate) retry_backoff: Duration,
+    /// Cancel messages this worker has received (for the benchmark's cost per cancel).
+    pub(crate) cancels_received: Arc<std::sync::atomic::AtomicU64>,
     /// Wakes the lease renewals at once (after a reconnect, to re-read cancels).
     pub(crate) recheck: Notify,
 }
@@ -149,6 +151,9 @@ pub(crate) async fn run(
                 None
             }
             Event::Cancel(Some(Ok(message))) => {
+                shared
+                    .cancels_received
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 on_cancel(&shared.registry, &message.data);
                 None
             }

@@ -104,6 +104,7 @@ pub fn new_worker_id() -> String {
 pub struct Worker {
     id: String,
     task: JoinHandle<Result<(), WorkerError>>,
+    cancels_received: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
@@ -144,6 +145,7 @@ impl Worker {
         let broker = Broker::connect(&conns.amqp_url, topology).await?;
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
+        let cancels_received: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         // Fired when a shutdown's grace is over: every job's token is its child.
         let drain = CancellationToken::new();
         let shared = Arc::new(consumer::Shared {
@@ -157,6 +159,7 @@ impl Worker {
             stop_grace: config.stop_grace,
             retry_backoff: config.retry_backoff,
             recheck: Notify::new(),
+            cancels_received: cancels_received.clone(),
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
@@ -176,11 +179,22 @@ impl Worker {
             settled.cancel();
             result
         });
-        Ok(Self { id, task })
+        Ok(Self {
+            id,
+            task,
+            cancels_received,
+        })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// How many cancel messages this worker has received: one per cancel of a job it runs, and
+    /// none for other workers' jobs (cancels are routed, not broadcast).
+    pub fn cancels_received(&self) -> u64 {
+        self.cancels_received
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until the worker has stopped.

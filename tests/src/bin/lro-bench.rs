@@ -9,6 +9,8 @@
 //!   submits per second, and operations per second end to end (submit → done, counted on the
 //!   done channel), beside Redis writes per second at the same concurrency;
 //! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records;
+//! - `fanout`: 200 jobs on 1, 2, 4 and 8 workers, each cancelled: cancel messages the workers
+//!   received per cancel (routed to the owner: 1 whatever the workers), and the latency;
 //! - `scale`: N long `sleep`s in flight on two worker processes (N from `--scale`): the workers'
 //!   memory per operation, and cancel → CANCELLED (seen by `:wait`) at that load;
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
@@ -37,11 +39,12 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
-    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, scale, celery.
+    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, fanout, scale,
+    /// celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,scale,celery"
+        default_value = "floor,cancel,throughput,reads,fanout,scale,celery"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -156,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
     let mut lro_token_p50 = None;
     let mut lro_e2e = None;
     if run("cancel") {
-        let (token, cancelled) = cancel_latency(args.cancels).await?;
+        let Cancels {
+            token, cancelled, ..
+        } = cancel_latency(args.cancels, 1).await?;
         lro_token_p50 = Some(token.p50);
         rows.push(
             Row::summary("cancel", "cancel -> job observes its token", "ms", token).compared(
@@ -181,6 +186,28 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("reads") {
         rows.extend(reads(&args).await?);
+    }
+    if run("fanout") {
+        for workers in [1, 2, 4, 8] {
+            let c = cancel_latency(200, workers).await?;
+            let label = |what: &str| format!("{what}, {workers} workers");
+            rows.push(
+                Row::value(
+                    "fanout",
+                    &label("cancel messages per cancel"),
+                    "msgs",
+                    200,
+                    c.deliveries,
+                )
+                .goal("1 whatever the workers"),
+            );
+            rows.push(Row::summary(
+                "fanout",
+                &label("cancel -> job observes its token"),
+                "ms",
+                c.token,
+            ));
+        }
     }
     if run("scale") {
         for &n in &args.scale {
@@ -282,8 +309,18 @@ async fn amqp_floor(n: usize) -> anyhow::Result<Summary> {
     Ok(Summary::of(&samples))
 }
 
-/// Returns (cancel → token observed, cancel → CANCELLED read back), in ms.
-async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
+/// What one cancel run measured.
+struct Cancels {
+    /// Cancel → the job observes its token, ms.
+    token: Summary,
+    /// Cancel → the operation reads back CANCELLED, ms.
+    cancelled: Summary,
+    /// Cancel messages the workers received, per cancel.
+    deliveries: f64,
+}
+
+/// `n` jobs running on `workers` in-process workers, each cancelled over HTTP in turn.
+async fn cancel_latency(n: usize, workers: usize) -> anyhow::Result<Cancels> {
     let observed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = observed.clone();
     let kinds = Kinds::builtin().kind("bench-wait", move |_input, ctx| {
@@ -297,8 +334,10 @@ async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
         }
     });
     let mut system = System::start("bench").await?;
-    let concurrency = u16::try_from(n.max(1)).unwrap_or(u16::MAX);
-    system.add_worker(kinds, concurrency).await?;
+    let concurrency = u16::try_from(n.div_ceil(workers) + 1).unwrap_or(u16::MAX);
+    for _ in 0..workers {
+        system.add_worker(kinds.clone(), concurrency).await?;
+    }
     let http = reqwest::Client::new();
     let mut names = Vec::with_capacity(n);
     for _ in 0..n {
@@ -337,7 +376,12 @@ async fn cancel_latency(n: usize) -> anyhow::Result<(Summary, Summary)> {
             .context("job did not observe its token")?;
         to_token.push(ms(at.duration_since(t0)));
     }
-    Ok((Summary::of(&to_token), Summary::of(&to_cancelled)))
+    let received: u64 = system.workers.iter().map(|w| w.cancels_received()).sum();
+    Ok(Cancels {
+        token: Summary::of(&to_token),
+        cancelled: Summary::of(&to_cancelled),
+        deliveries: received as f64 / n as f64,
+    })
 }
 
 async fn state(http: &reqwest::Client, system: &System, name: &str) -> anyhow::Result<String> {
