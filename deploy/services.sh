@@ -226,5 +226,13 @@ ensure_rabbitmq() {
   echo "rabbitmq: $did (127.0.0.1:$AMQP_PORT)"
 }
 
+# The fault tests signal and find processes with procps' kill and pkill.
+ensure_procps() {
+  if ! command -v pkill >/dev/null 2>&1; then
+    apt_install procps
+  fi
+}
+
 ensure_redis
 ensure_rabbitmq
+ensure_procps

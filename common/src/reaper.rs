@@ -37,9 +37,7 @@ const BATCH: usize = 200;
 /// guard that re-publishes it if step two never completes.
 pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis, StoreError> {
     let at = now_millis() + millis(REPUBLISH_AFTER);
-    // Moved, not "no later than": an older entry may be in a reaper's hands right now, about to
-    // be removed on the strength of the score it read; a new score keeps this guard alive.
-    store.rearm(Watch::Unpublished, name, at).await?;
+    guard_retry(store, name, at).await?;
     Ok(at)
 }
 
@@ -56,13 +54,15 @@ pub async fn guard_new(store: &Store, op: &Operation) -> Result<Millis, StoreErr
     Ok(guarded_at)
 }
 
-/// Arms the guard that publishes a retried operation once its backoff is over, before the write
+/// Arms the publish guard for `at` (a retry: when its backoff is over), before the write
 /// that queues it again.
 pub async fn guard_retry(
     store: &Store,
     name: &OperationName,
     at: Millis,
 ) -> Result<(), StoreError> {
+    // Moved, not "no later than": an older entry may be in a reaper's hands right now, about to
+    // be removed on the strength of the score it read; a new score keeps this guard alive.
     store.rearm(Watch::Unpublished, name, at).await
 }
 

@@ -398,14 +398,7 @@ impl Store {
         name: &OperationName,
         at: Millis,
     ) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("ZADD")
-            .arg(self.keys.watch(list))
-            .arg("LT")
-            .arg(at)
-            .arg(name.as_str())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+        self.watch_all(name, &[(list, at)]).await
     }
 
     /// Arms several watch lists for `name` in one round trip (each "no later than").

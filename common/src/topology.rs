@@ -73,26 +73,18 @@ impl Topology {
 
     /// Declares the shared entities (idempotent). Every process calls this at start.
     pub async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
-        channel
-            .queue_declare(
-                self.jobs_queue().as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.dead_queue().as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        for queue in [self.jobs_queue(), self.dead_queue()] {
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         channel
             .exchange_declare(
                 self.cancel_exchange().as_str().into(),

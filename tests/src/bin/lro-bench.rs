@@ -409,22 +409,11 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
     // Workers register their kinds and connect in the background; one op proves they run.
     warm_up(&http, &procs).await?;
 
+    let (url, noop) = (procs.url("jobs"), json!({ "kind": "noop" }));
     let started = Instant::now();
-    let per_client = args.ops.div_ceil(args.clients);
-    let submits = (0..args.clients).map(|_| {
-        let http = http.clone();
-        let url = procs.url("jobs");
-        async move {
-            let mut names = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                names.push(submit(&http, &url, "noop").await?);
-            }
-            anyhow::Ok(names)
-        }
-    });
     let mut pending: HashSet<String> = HashSet::new();
     let mut stream = pubsub.on_message();
-    let submitted = futures_util::future::try_join_all(submits);
+    let submitted = submit_many(&http, &url, &noop, args.ops, args.clients);
     tokio::pin!(submitted);
     let mut done_early = Vec::new();
     // Count completions while submitting, so the channel never backs up.
@@ -438,8 +427,8 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
         }
     };
     let submit_secs = started.elapsed().as_secs_f64();
-    let total: usize = all.iter().map(Vec::len).sum();
-    pending.extend(all.into_iter().flatten());
+    let total = all.len();
+    pending.extend(all);
     for name in done_early {
         pending.remove(&name);
     }
@@ -486,6 +475,27 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
 /// Submits a job of `kind` to `url` (a `…/jobs` URL); returns the operation's name.
 async fn submit(http: &reqwest::Client, url: &str, kind: &str) -> anyhow::Result<String> {
     submit_body(http, url, &json!({ "kind": kind })).await
+}
+
+/// Submits `body` about `n` times (rounded up to a multiple of `clients`) from `clients`
+/// concurrent clients; returns the operations' names.
+async fn submit_many(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<Vec<String>> {
+    let per_client = n.div_ceil(clients);
+    let submits = (0..clients).map(|_| async move {
+        let mut names = Vec::with_capacity(per_client);
+        for _ in 0..per_client {
+            names.push(submit_body(http, url, body).await?);
+        }
+        anyhow::Ok(names)
+    });
+    let all = futures_util::future::try_join_all(submits).await?;
+    Ok(all.into_iter().flatten().collect())
 }
 
 /// Submits `body` to `url` (a `…/jobs` URL); returns the operation's name.
@@ -706,22 +716,7 @@ async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
     let idle = workers_rss(&procs)?;
     let body = json!({ "kind": "sleep", "input": { "duration": "600s", "steps": 60 } });
     let url = procs.url("jobs");
-    let per_client = n.div_ceil(args.clients);
-    let submits = (0..args.clients).map(|_| {
-        let (http, url, body) = (http.clone(), url.clone(), body.clone());
-        async move {
-            let mut names = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                names.push(submit_body(&http, &url, &body).await?);
-            }
-            anyhow::Ok(names)
-        }
-    });
-    let names: Vec<String> = futures_util::future::try_join_all(submits)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let names = submit_many(&http, &url, &body, n, args.clients).await?;
     let total = names.len();
     let deadline = Instant::now() + Duration::from_secs(300);
     while running(&http, &procs).await? < total {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use lro_common::reaper;
 use lro_common::time::now_millis;
-use lro_worker::{CancelReason, Kinds, WorkerConfig};
+use lro_worker::{CancelReason, Kinds};
 use serde_json::{Value, json};
 
 use crate::broker::PrivateRabbit;
@@ -124,12 +124,10 @@ async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
 async fn a_cancel_whose_message_was_lost_is_honoured_on_lease_renewal() {
     let mut env = Env::start().await;
     let probe = Probe::default();
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.lease = Duration::from_millis(600);
-    env.sys
-        .add_worker_with(probe.kinds(), config)
-        .await
-        .expect("worker");
+    env.worker_with(probe.kinds(), |c| {
+        c.lease = Duration::from_millis(600);
+    })
+    .await;
     let name = name_of(&env.api.submit("", "gate", json!({})).await);
     probe.started(&name).await;
 
@@ -215,13 +213,11 @@ async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back() {
 async fn a_job_that_ignores_its_token_is_aborted_after_the_grace_and_still_ends() {
     let mut env = Env::start().await;
     let probe = Probe::default();
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.concurrency = 1;
-    config.stop_grace = Duration::from_millis(300);
-    env.sys
-        .add_worker_with(probe.kinds(), config)
-        .await
-        .expect("worker");
+    env.worker_with(probe.kinds(), |c| {
+        c.concurrency = 1;
+        c.stop_grace = Duration::from_millis(300);
+    })
+    .await;
 
     // A user cancel: the job hears its token and ignores it; it is aborted and ends CANCELLED.
     let deaf = name_of(&env.api.submit("", "deaf", json!({})).await);
@@ -264,12 +260,10 @@ async fn a_job_longer_than_the_consumer_timeout_finishes_once() {
     let amqp = rabbit.url();
     let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
     let counter = DoneCounter::subscribe(&env).await;
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.connections.amqp_url = amqp.clone();
-    env.sys
-        .add_worker_with(Kinds::builtin(), config)
-        .await
-        .expect("worker");
+    env.worker_with(Kinds::builtin(), |c| {
+        c.connections.amqp_url = amqp.clone();
+    })
+    .await;
 
     let input = json!({ "duration": "5s", "steps": 10 });
     let name = name_of(&env.api.submit("", "sleep", input).await);

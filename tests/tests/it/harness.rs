@@ -77,9 +77,22 @@ impl Env {
 
     /// Starts a worker running `kinds`; returns its id.
     pub async fn worker(&mut self, kinds: Kinds, concurrency: u16) -> String {
+        self.worker_with(kinds, |c| c.concurrency = concurrency)
+            .await
+    }
+
+    /// Starts a worker running `kinds`, its configuration (this namespace, the shared
+    /// services) adjusted by `configure`; returns its id.
+    pub async fn worker_with(
+        &mut self,
+        kinds: Kinds,
+        configure: impl FnOnce(&mut lro_worker::WorkerConfig),
+    ) -> String {
+        let mut config = lro_worker::WorkerConfig::new(self.sys.connections());
+        configure(&mut config);
         let worker = self
             .sys
-            .add_worker(kinds, concurrency)
+            .add_worker_with(kinds, config)
             .await
             .expect("worker starts");
         worker.id().to_owned()
@@ -261,6 +274,24 @@ impl Api {
     pub async fn list(&self, collection: &str, query: &str) -> Reply {
         self.call("GET", &format!("/v1/{collection}?{query}"), None)
             .await
+    }
+
+    /// Waits until `name` is RUNNING and returns it, re-reading through short `:wait` calls (for
+    /// built-in kinds, which have no probe); fails the test if it is done first or after
+    /// [`DEADLINE`].
+    pub async fn running(&self, name: &str) -> Value {
+        let until = std::time::Instant::now() + DEADLINE;
+        loop {
+            let op = self.wait(name, "0.05s").await.ok();
+            if state_of(&op) == "RUNNING" {
+                return op;
+            }
+            assert_eq!(op["done"], false, "done before it was seen running: {op}");
+            assert!(
+                std::time::Instant::now() < until,
+                "not running within {DEADLINE:?}: {op}"
+            );
+        }
     }
 }
 
@@ -482,26 +513,6 @@ impl Probe {
     /// Waits until the job `name` has started.
     pub async fn started(&self, name: &str) -> Seen {
         self.until(name, |s| s.starts > 0).await
-    }
-}
-
-impl Api {
-    /// Waits until `name` is RUNNING and returns it, re-reading through short `:wait` calls (for
-    /// built-in kinds, which have no probe); fails the test if it is done first or after
-    /// [`DEADLINE`].
-    pub async fn running(&self, name: &str) -> Value {
-        let until = std::time::Instant::now() + DEADLINE;
-        loop {
-            let op = self.wait(name, "0.05s").await.ok();
-            if state_of(&op) == "RUNNING" {
-                return op;
-            }
-            assert_eq!(op["done"], false, "done before it was seen running: {op}");
-            assert!(
-                std::time::Instant::now() < until,
-                "not running within {DEADLINE:?}: {op}"
-            );
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lro_worker::{CancelReason, WorkerConfig};
+use lro_worker::CancelReason;
 use serde_json::json;
 
 use crate::broker::PrivateRabbit;
@@ -17,14 +17,12 @@ async fn rabbitmq_outage_refuses_submits_and_a_cancel_sent_meanwhile_is_honoured
     let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
     let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
     let probe = Probe::default();
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.connections.amqp_url = amqp.clone();
-    // Renewals every 20 minutes: within this test only a reconnect can re-read the cancel.
-    config.lease = Duration::from_secs(3600);
-    env.sys
-        .add_worker_with(probe.kinds(), config)
-        .await
-        .expect("worker");
+    env.worker_with(probe.kinds(), |c| {
+        c.connections.amqp_url = amqp.clone();
+        // Renewals every 20 minutes: within this test only a reconnect can re-read the cancel.
+        c.lease = Duration::from_secs(3600);
+    })
+    .await;
 
     let running = name_of(&env.api.submit("", "gate", json!({})).await);
     probe.started(&running).await;
@@ -81,12 +79,10 @@ async fn redis_outage_answers_503_and_running_jobs_finish_after_it() {
     let redis = format!("redis://{}", proxy.addr);
     let mut env = Env::start_with(|c| c.connections.redis_url = redis.clone()).await;
     let probe = Probe::default();
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.connections.redis_url = redis.clone();
-    env.sys
-        .add_worker_with(probe.kinds(), config)
-        .await
-        .expect("worker");
+    env.worker_with(probe.kinds(), |c| {
+        c.connections.redis_url = redis.clone();
+    })
+    .await;
 
     let running = name_of(&env.api.submit("", "gate", json!({})).await);
     probe.started(&running).await;
@@ -124,13 +120,11 @@ async fn rabbitmq_outage_under_load_loses_nothing_accepted() {
     let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
     let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
     let counter = DoneCounter::subscribe(&env).await;
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.connections.amqp_url = amqp.clone();
-    config.concurrency = 16;
-    env.sys
-        .add_worker_with(lro_worker::Kinds::builtin(), config)
-        .await
-        .expect("worker");
+    env.worker_with(lro_worker::Kinds::builtin(), |c| {
+        c.connections.amqp_url = amqp.clone();
+        c.concurrency = 16;
+    })
+    .await;
 
     // Submits in three phases — up, down, up again — four at a time, with short jobs running
     // throughout. After the outage a client retries a refused submit (same request id) until it
@@ -216,13 +210,11 @@ async fn rabbitmq_crash_and_restart_with_a_backlog_loses_nothing_accepted() {
     let amqp = rabbit.url();
     let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
     let counter = DoneCounter::subscribe(&env).await;
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.connections.amqp_url = amqp.clone();
-    config.concurrency = 4;
-    env.sys
-        .add_worker_with(lro_worker::Kinds::builtin(), config)
-        .await
-        .expect("worker");
+    env.worker_with(lro_worker::Kinds::builtin(), |c| {
+        c.connections.amqp_url = amqp.clone();
+        c.concurrency = 4;
+    })
+    .await;
 
     let sleep = |request: String| {
         json!({

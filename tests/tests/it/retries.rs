@@ -8,7 +8,7 @@ use lapin::types::AMQPValue;
 use lro_common::operation::MAX_ATTEMPTS;
 use lro_common::status::Code;
 use lro_common::topology::{self, Broker, Topology};
-use lro_worker::{JobError, Kinds, WorkerConfig};
+use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
 use crate::harness::{Env, eventually, name_of, new_operation, state_of, store};
@@ -29,15 +29,13 @@ fn kinds() -> Kinds {
 
 async fn start(backoff: Duration) -> Env {
     let mut env = Env::start().await;
-    let mut config = WorkerConfig::new(env.sys.connections());
-    config.retry_backoff = backoff;
-    // A short lease makes the worker's reaper tick often (a quarter lease), which publishes
-    // retries when their backoff is over.
-    config.lease = Duration::from_millis(400);
-    env.sys
-        .add_worker_with(kinds(), config)
-        .await
-        .expect("worker");
+    env.worker_with(kinds(), |c| {
+        c.retry_backoff = backoff;
+        // A short lease makes the worker's reaper tick often (a quarter lease), which publishes
+        // retries when their backoff is over.
+        c.lease = Duration::from_millis(400);
+    })
+    .await;
     env
 }
 
