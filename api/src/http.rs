@@ -61,7 +61,7 @@ async fn handle(
                     kind: b.kind,
                     input: b.input,
                     request_id: b.request_id,
-                    timeout: b.timeout,
+                    timeout: parse_timeout(b.timeout.as_deref())?,
                 })
                 .await?;
             render::operation(&op)
@@ -99,16 +99,18 @@ async fn handle(
         Route::Wait(name) => {
             let b: WaitBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
-            let timeout = b
-                .timeout
-                .as_deref()
-                .map(lro_common::time::parse_duration)
-                .transpose()
-                .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))?;
+            let timeout = parse_timeout(b.timeout.as_deref())?;
             render::operation(&svc.wait(&name, timeout).await?)
         }
     };
     Ok(json_response(200, &answer))
+}
+
+/// A `timeout` field: a Duration in its JSON form ("1.5s"; "500ms", "2m" and "1h" are accepted too).
+fn parse_timeout(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    raw.map(lro_common::time::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))
 }
 
 /// `POST …/jobs` body.

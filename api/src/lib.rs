@@ -2,8 +2,10 @@
 //! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
 mod error;
+mod grpc;
 mod http;
 mod list;
+pub mod pb;
 mod render;
 mod route;
 mod service;
@@ -74,12 +76,13 @@ impl App {
         })
     }
 
-    /// Serves HTTP on `listener` until `shutdown` fires.
+    /// Serves REST on `http` and gRPC on `grpc` until `shutdown` fires.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        http: TcpListener,
+        grpc: TcpListener,
         shutdown: CancellationToken,
-    ) -> std::io::Result<()> {
+    ) -> anyhow::Result<()> {
         let svc = self.service;
         tokio::spawn(svc.waiters.clone().follow(
             svc.store.client().clone(),
@@ -93,9 +96,25 @@ impl App {
             REAPER_TICK,
             shutdown.clone(),
         ));
-        axum::serve(listener, http::router(svc))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        let rest = axum::serve(http, http::router(svc.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let grpc = grpc::serve(svc, grpc, shutdown.clone());
+        // Either server failing takes the process down: stop the other one too.
+        let (rest, grpc) = tokio::join!(
+            async {
+                let r = rest.await;
+                shutdown.cancel();
+                r
+            },
+            async {
+                let r = grpc.await;
+                shutdown.cancel();
+                r
+            }
+        );
+        rest.context("http server failed")?;
+        grpc.context("grpc server failed")?;
+        Ok(())
     }
 }
 

@@ -128,6 +128,12 @@ pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
             format!("pageSize {raw:?} is not an integer"),
         )
     })?;
+    page_size_of(n)
+}
+
+/// A requested page size: 0 means the default, larger than the maximum means the maximum
+/// (AIP-158), negative is an error.
+pub fn page_size_of(n: i64) -> Result<usize, ApiError> {
     match n {
         n if n < 0 => Err(ApiError::invalid(
             "INVALID_PAGE_SIZE",

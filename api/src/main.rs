@@ -6,7 +6,7 @@ use lro_api::{ApiConfig, App};
 use lro_common::config::{Connections, parse_duration_arg};
 use tokio_util::sync::CancellationToken;
 
-/// Google's long-running operations API over HTTP/JSON, plus job submission.
+/// Google's long-running operations API over HTTP/JSON and gRPC, plus job submission.
 #[derive(Parser)]
 #[command(name = "lro-api", version)]
 struct Args {
@@ -15,6 +15,9 @@ struct Args {
     /// Listen address; port 0 picks a free port (the bound address is logged).
     #[arg(long, env = "LRO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: String,
+    /// gRPC listen address; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "LRO_GRPC_ADDR", default_value = "127.0.0.1:8081")]
+    grpc_addr: String,
     /// Longest a `:wait` call blocks, e.g. "60s".
     #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration_arg)]
     max_wait: Duration,
@@ -43,14 +46,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         retention: args.retention,
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind(&args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
-    let addr = listener.local_addr()?;
-    tracing::info!("lro-api listening on http://{addr}");
+    let http = listen(&args.http_addr).await?;
+    let grpc = listen(&args.grpc_addr).await?;
+    tracing::info!(
+        "lro-api listening on http://{} (REST) and {} (gRPC)",
+        http.local_addr()?,
+        grpc.local_addr()?
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
-    app.serve(listener, shutdown)
+    app.serve(http, grpc, shutdown).await
+}
+
+async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .context("http server failed")
+        .with_context(|| format!("cannot listen on {addr}"))
 }

@@ -41,7 +41,8 @@ pub struct Submit {
     pub kind: String,
     pub input: Option<Value>,
     pub request_id: Option<String>,
-    pub timeout: Option<String>,
+    /// The longest one attempt may run.
+    pub timeout: Option<Duration>,
 }
 
 impl Service {
@@ -68,11 +69,9 @@ impl Service {
                 ));
             }
         }
-        let timeout_ms = match &req.timeout {
+        let timeout_ms = match req.timeout {
             None => None,
-            Some(t) => {
-                let d = lro_common::time::parse_duration(t)
-                    .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))?;
+            Some(d) => {
                 let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                 if ms == 0 {
                     return Err(ApiError::invalid(

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 pub struct System {
     pub namespace: String,
     pub addr: SocketAddr,
+    /// The gRPC listener's address.
+    pub grpc_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub workers: Vec<Worker>,
 }
@@ -35,12 +37,14 @@ impl System {
         let mut config = ApiConfig::new(Connections::local(&namespace));
         configure(&mut config);
         let app = App::connect(config).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(app.serve(listener, shutdown.clone()));
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+        tokio::spawn(app.serve(http, grpc, shutdown.clone()));
         Ok(Self {
             namespace,
             addr,
+            grpc_addr,
             shutdown,
             workers: Vec::new(),
         })

@@ -26,7 +26,10 @@ impl Procs {
         let api = spawn(
             "lro-api",
             &namespace,
-            &[("LRO_HTTP_ADDR", addr.to_string())],
+            &[
+                ("LRO_HTTP_ADDR", addr.to_string()),
+                ("LRO_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ],
         )?;
         let mut children = Vec::new();
         for i in 0..workers {

@@ -4,11 +4,13 @@
 mod broker;
 mod cancel;
 mod faults;
+mod grpc;
 mod harness;
 mod input;
 mod lifecycle;
 mod list;
 mod outages;
+mod proto;
 mod proxy;
 mod retries;
 mod wait;
