@@ -5,7 +5,8 @@
 # fails, so a half-running system is never left behind.
 #
 # Configuration is the binaries' own LRO_* environment variables, which the
-# children inherit as they are. LRO_HTTP_ADDR defaults to 127.0.0.1:8080.
+# children inherit as they are. LRO_HTTP_ADDR defaults to 127.0.0.1:8080 (REST),
+# LRO_GRPC_ADDR to 127.0.0.1:8081 (gRPC).
 # LRO_RUN_WAIT_SECS bounds the wait for the API to answer (default 60).
 set -euo pipefail
 
@@ -13,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export LRO_HTTP_ADDR="${LRO_HTTP_ADDR:-127.0.0.1:8080}"
+export LRO_GRPC_ADDR="${LRO_GRPC_ADDR:-127.0.0.1:8081}"
 WAIT_SECS="${LRO_RUN_WAIT_SECS:-60}"
 # Grace period for the children's own shutdown after SIGTERM, before SIGKILL.
 # Workers drain for LRO_SHUTDOWN_GRACE (30s) plus LRO_STOP_GRACE (10s) at most before they exit.
@@ -90,7 +92,7 @@ until curl -s -o /dev/null --max-time 2 "http://$LRO_HTTP_ADDR/v1/operations"; d
   fi
   sleep 0.5
 done
-echo "lro api: http://$LRO_HTTP_ADDR"
+echo "lro api: http://$LRO_HTTP_ADDR (REST), $LRO_GRPC_ADDR (gRPC)"
 
 # Block until a child exits (a signal interrupts this and runs its trap).
 status=0
