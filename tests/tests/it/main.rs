@@ -4,6 +4,7 @@
 mod broker;
 mod cancel;
 mod faults;
+mod google;
 mod grpc;
 mod harness;
 mod input;
