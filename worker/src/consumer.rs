@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
-use lro_common::operation::{Operation, Phase, Refused, Retried, Terminal};
+use lro_common::operation::{Operation, Phase, Refused, Retried, Started, Terminal};
 use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch};
@@ -51,7 +52,7 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What every job task shares.
 pub(crate) struct Shared {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
     pub(crate) publisher: Broker,
     pub(crate) kinds: Kinds,
     pub(crate) registry: Registry,
@@ -147,7 +148,10 @@ pub(crate) async fn run(
                 None
             }
             Event::Job(Some(Ok(delivery))) => {
-                tracker.spawn(handle(shared.clone(), delivery, shutdown.clone()));
+                // Only the body and the acker travel on: the rest of the delivery (~0.4 KiB)
+                // would be held for as long as the job runs.
+                let Delivery { data, acker, .. } = delivery;
+                tracker.spawn(handle(shared.clone(), data, acker, shutdown.clone()));
                 None
             }
             Event::Cancel(Some(Ok(message))) => {
@@ -221,56 +225,46 @@ enum Settle {
     Requeue,
 }
 
-async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationToken) {
-    let name = match wire::decode_job(&delivery.data) {
+async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: CancellationToken) {
+    let name = match wire::decode_job(&data) {
         Ok(JobMessage::V1 { name }) => name,
         Err(e) => {
-            dead_letter(
-                &shared,
-                &delivery.data,
-                &format!("undecodable job message: {e}"),
-            )
-            .await;
-            return settle_delivery(&delivery, Settle::Ack).await;
+            let why = format!("undecodable job message: {e}");
+            Box::pin(dead_letter(&shared, &data, &why)).await;
+            return Box::pin(settle_delivery(&acker, Settle::Ack)).await;
         }
     };
-    let permit = tokio::select! {
-        permit = shared.slots.clone().acquire_owned() => match permit {
-            Ok(permit) => permit,
-            Err(_) => return settle_delivery(&delivery, Settle::Requeue).await,
-        },
-        () = tokio::time::sleep(MAX_SLOT_WAIT) => {
-            return settle_delivery(&delivery, Settle::Requeue).await;
-        }
-        () = shutdown.cancelled() => return settle_delivery(&delivery, Settle::Requeue).await,
+    let Some(permit) = Box::pin(acquire_slot(&shared, &shutdown)).await else {
+        return Box::pin(settle_delivery(&acker, Settle::Requeue)).await;
     };
     // Registered before the attempt starts: a cancel message arriving from now on finds it.
     let registration = shared.registry.register(&name);
     let stop = registration.stop().clone();
     let now = now_millis();
     let lease_until = shared.lease_from(now);
-    // Watched before the start, so a crash right after it is still recovered.
-    let started = match shared.store.watch(Watch::Leases, &name, lease_until).await {
-        Ok(()) => {
-            shared
-                .store
-                .update(&name, |op| op.start(&shared.worker_id, now, lease_until))
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    let (op, started) = match started {
-        Ok(started) => started,
+    // The Redis and broker calls here are boxed, and results are reduced to what is kept before
+    // the next await: this future lives as long as the job runs and is as large as its largest
+    // step, so every byte held across an await is held per running job (~5 KiB before).
+    let started = match Box::pin(start(&shared, &name, now, lease_until)).await {
+        Ok((op, started)) => Ok((op.kind, op.input, op.timeout_ms, started)),
         Err(StoreError::NotFound | StoreError::Refused(_)) => {
             // Deleted, done already (cancelled while queued), or held by a live attempt (a
             // duplicate message): never run it here.
             tracing::debug!(operation = %name, "skipping job that is gone, done or held");
-            return settle_delivery(&delivery, Settle::Ack).await;
+            Err(Settle::Ack)
         }
         Err(e) => {
             tracing::error!(operation = %name, error = %e, "could not start job");
-            tokio::time::sleep(RETRY_PAUSE).await;
-            return settle_delivery(&delivery, Settle::Requeue).await;
+            Err(Settle::Requeue)
+        }
+    };
+    let (kind, input, timeout_ms, started) = match started {
+        Ok(started) => started,
+        Err(settle) => {
+            if settle == Settle::Requeue {
+                Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
+            }
+            return Box::pin(settle_delivery(&acker, settle)).await;
         }
     };
     registration.started(Held {
@@ -281,45 +275,110 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery, shutdown: CancellationT
         stop.fire(CancelReason::User);
     }
     let span =
-        tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %op.kind);
-    async {
-        tracing::debug!("started");
-        let (outcome, forced) = run_job(&shared, &op, started.attempt, &stop).await;
-        let done = settle(&shared, &name, started.attempt, outcome, forced, &stop).await;
-        // Done with the lease entry once the record needs no more watching (an operation that
-        // may start again keeps it); the latest armed score is the one last renewed.
-        let armed = registration.held().map_or(lease_until, |h| h.lease_until);
-        if done && let Err(e) = shared.store.unwatch(Watch::Leases, &name, armed).await {
-            tracing::debug!(error = %e, "lease entry left for the reaper");
+        tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %kind);
+    // Boxed: passed by value to `instrument`, the block would otherwise be stored twice.
+    Box::pin(
+        async {
+            tracing::debug!("started");
+            let job = JobSpec {
+                name: &name,
+                kind: &kind,
+                timeout_ms,
+                attempt: started.attempt,
+            };
+            let (outcome, forced) = run_job(&shared, job, input, &stop).await;
+            let done = Box::pin(settle(
+                &shared,
+                &name,
+                started.attempt,
+                outcome,
+                forced,
+                &stop,
+            ))
+            .await;
+            // Done with the lease entry once the record needs no more watching (an operation that
+            // may start again keeps it); the latest armed score is the one last renewed.
+            let armed = registration.held().map_or(lease_until, |h| h.lease_until);
+            if done
+                && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed)).await
+            {
+                tracing::debug!(error = %e, "lease entry left for the reaper");
+            }
+            Box::pin(settle_delivery(&acker, Settle::Ack)).await;
         }
-        settle_delivery(&delivery, Settle::Ack).await;
-    }
-    .instrument(span)
+        .instrument(span),
+    )
     .await;
     drop(registration);
     drop(permit);
+}
+
+/// Starts the attempt in Redis: its lease entry is watched first, so a crash right after the
+/// start is still recovered.
+async fn start(
+    shared: &Shared,
+    name: &OperationName,
+    now: Millis,
+    lease_until: Millis,
+) -> Result<(Operation, Started), StoreError> {
+    shared.store.watch(Watch::Leases, name, lease_until).await?;
+    shared
+        .store
+        .update(name, |op| op.start(&shared.worker_id, now, lease_until))
+        .await
+}
+
+/// What running one attempt takes (the rest of the record is not kept while it runs).
+struct JobSpec<'a> {
+    name: &'a OperationName,
+    kind: &'a str,
+    timeout_ms: Option<u64>,
+    attempt: u32,
+}
+
+/// A slot for one more job, or `None` (the delivery goes back to the queue) when none frees up
+/// within [`MAX_SLOT_WAIT`] or the worker is shutting down.
+async fn acquire_slot(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        permit = shared.slots.clone().acquire_owned() => permit.ok(),
+        () = tokio::time::sleep(MAX_SLOT_WAIT) => None,
+        () = shutdown.cancelled() => None,
+    }
 }
 
 /// Runs the job to its end. Once its token has fired (cancel, deadline, shutdown, lease lost) the
 /// job gets `stop_grace` to return; after that it is aborted (at its next await: the async part of
 /// a job is dropped; a thread of `spawn_blocking` work runs on until it next checks its token) and
 /// the outcome is recorded as a forced stop. Returns the outcome and whether it was forced.
-async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> (Outcome, bool) {
-    let Some(kind) = shared.kinds.get(&op.kind) else {
-        let why = format!("no worker runs jobs of kind {:?}", op.kind);
+async fn run_job(
+    shared: &Shared,
+    spec: JobSpec<'_>,
+    input: serde_json::Value,
+    stop: &Stop,
+) -> (Outcome, bool) {
+    let Some(kind) = shared.kinds.get(spec.kind) else {
+        let why = format!("no worker runs jobs of kind {:?}", spec.kind);
         let message = wire::encode(&JobMessage::V1 {
-            name: op.name.clone(),
+            name: spec.name.clone(),
         });
-        dead_letter(shared, &message, &why).await;
+        Box::pin(dead_letter(shared, &message, &why)).await;
         let status = Status::new(Code::Unimplemented, why);
         return (Outcome::Terminal(Terminal::Failed(status)), false);
     };
-    let ctx = JobContext::new(op.name.clone(), attempt, stop.clone(), shared.store.clone());
+    let ctx = JobContext::new(
+        spec.name.clone(),
+        spec.attempt,
+        stop.clone(),
+        shared.store.clone(),
+    );
     // Spawned so that a panicking job fails its operation instead of the worker, and so that it
     // can be aborted.
-    let mut job = tokio::spawn((kind.handler)(op.input.clone(), ctx));
+    let mut job = tokio::spawn((kind.handler)(input, ctx));
     let deadline = async {
-        match op.timeout_ms {
+        match spec.timeout_ms {
             Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             None => std::future::pending().await,
         }
@@ -345,7 +404,7 @@ async fn run_job(shared: &Shared, op: &Operation, attempt: u32, stop: &Stop) -> 
     };
     let result: JobResult =
         joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
-    (decide(result, stop.reason(), op.timeout_ms), forced)
+    (decide(result, stop.reason(), spec.timeout_ms), forced)
 }
 
 /// Keeps a job message no worker can act on in the dead-letter queue (best effort: it is acked
@@ -492,11 +551,11 @@ async fn hand_back(
     Ok(op.is_done())
 }
 
-async fn settle_delivery(delivery: &Delivery, settle: Settle) {
+async fn settle_delivery(acker: &Acker, settle: Settle) {
     let result = match settle {
-        Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Settle::Ack => acker.ack(BasicAckOptions::default()).await,
         Settle::Requeue => {
-            delivery
+            acker
                 .nack(BasicNackOptions {
                     requeue: true,
                     ..BasicNackOptions::default()

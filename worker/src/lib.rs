@@ -149,7 +149,7 @@ impl Worker {
         // Fired when a shutdown's grace is over: every job's token is its child.
         let drain = CancellationToken::new();
         let shared = Arc::new(consumer::Shared {
-            store: store.clone(),
+            store: Arc::new(store.clone()),
             publisher: broker.clone(),
             kinds,
             registry: registry::Registry::new(drain.clone()),
