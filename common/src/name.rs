@@ -6,6 +6,7 @@
 //! segments (see the api's router).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest accepted segment, in bytes.
 pub const MAX_SEGMENT_LEN: usize = 128;
@@ -106,8 +107,8 @@ impl Parent {
         }
         Ok(OperationName {
             parent: self.clone(),
-            id: id.to_owned(),
-            full: name,
+            id_start: name.len() - id.len(),
+            full: name.into(),
         })
     }
 }
@@ -122,8 +123,11 @@ impl fmt::Display for Parent {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OperationName {
     parent: Parent,
-    id: String,
-    full: String,
+    /// The whole name, shared: a worker keeps a clone per running job in several places, and
+    /// each costs a count, not an allocation.
+    full: Arc<str>,
+    /// Where the id starts in `full`.
+    id_start: usize,
 }
 
 impl OperationName {
@@ -154,7 +158,7 @@ impl OperationName {
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        &self.full[self.id_start..]
     }
 
     pub fn as_str(&self) -> &str {

@@ -336,6 +336,9 @@ struct JobSpec<'a> {
     attempt: u32,
 }
 
+/// Lease renewals in flight at once, per worker.
+const RENEW_CONCURRENCY: usize = 64;
+
 /// A slot for one more job, or `None` (the delivery goes back to the queue) when none frees up
 /// within [`MAX_SLOT_WAIT`] or the worker is shutting down.
 async fn acquire_slot(
@@ -585,38 +588,45 @@ pub(crate) async fn renew_leases(shared: Arc<Shared>, stopped: CancellationToken
             () = tokio::time::sleep(every) => {}
             () = shared.recheck.notified() => {}
         }
-        for job in shared.registry.started_jobs() {
-            let now = now_millis();
-            let until = shared.lease_from(now);
-            let renewed = shared
-                .store
-                .update(&job.name, |op| op.renew(job.held.attempt, until))
-                .await;
-            match renewed {
-                Ok((_, renewed)) => {
-                    shared.registry.renewed(&job.name, job.id, until);
-                    if let Err(e) = shared.store.rearm(Watch::Leases, &job.name, until).await {
-                        tracing::debug!(error = %e, "lease entry not re-armed");
+        // Concurrently (the Redis connection pipelines them): one after another, a pass over
+        // 50,000 jobs at ~0.3 ms each would outlast the lease it renews.
+        let jobs = futures_util::stream::iter(shared.registry.started_jobs());
+        jobs.for_each_concurrent(RENEW_CONCURRENCY, |job| {
+            let shared = &shared;
+            async move {
+                let now = now_millis();
+                let until = shared.lease_from(now);
+                let renewed = shared
+                    .store
+                    .update(&job.name, |op| op.renew(job.held.attempt, until))
+                    .await;
+                match renewed {
+                    Ok((_, renewed)) => {
+                        shared.registry.renewed(&job.name, job.id, until);
+                        if let Err(e) = shared.store.rearm(Watch::Leases, &job.name, until).await {
+                            tracing::debug!(error = %e, "lease entry not re-armed");
+                        }
+                        if renewed.cancel_requested && !job.stop.token().is_cancelled() {
+                            tracing::info!(operation = %job.name, "cancel found on renewal");
+                            job.stop.fire(CancelReason::User);
+                        }
                     }
-                    if renewed.cancel_requested && !job.stop.token().is_cancelled() {
-                        tracing::info!(operation = %job.name, "cancel found on renewal");
-                        job.stop.fire(CancelReason::User);
+                    // Deleted: the job runs on (delete does not cancel); its result is dropped.
+                    Err(StoreError::NotFound) => {}
+                    // Another attempt owns it, or it ended (a reaper expired the lease).
+                    Err(StoreError::Refused(r)) => {
+                        tracing::warn!(operation = %job.name, refused = %r, "lease lost: stopping");
+                        job.stop.fire(CancelReason::LeaseLost);
                     }
+                    Err(e) if now >= job.held.lease_until => {
+                        tracing::warn!(operation = %job.name, error = %e, "lease ran out: stopping");
+                        job.stop.fire(CancelReason::LeaseLost);
+                    }
+                    Err(e) => tracing::warn!(operation = %job.name, error = %e, "lease not renewed"),
                 }
-                // Deleted: the job runs on (delete does not cancel); its result is dropped.
-                Err(StoreError::NotFound) => {}
-                // Another attempt owns it, or it ended (a reaper expired the lease).
-                Err(StoreError::Refused(r)) => {
-                    tracing::warn!(operation = %job.name, refused = %r, "lease lost: stopping");
-                    job.stop.fire(CancelReason::LeaseLost);
-                }
-                Err(e) if now >= job.held.lease_until => {
-                    tracing::warn!(operation = %job.name, error = %e, "lease ran out: stopping");
-                    job.stop.fire(CancelReason::LeaseLost);
-                }
-                Err(e) => tracing::warn!(operation = %job.name, error = %e, "lease not renewed"),
             }
-        }
+        })
+        .await;
     }
 }
 

@@ -570,16 +570,33 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
     let names = Arc::new(names);
     let window = Duration::from_secs(args.read_secs);
 
-    let http_count = closed_loop(args.clients, window, |i| {
-        let http = http.clone();
-        let url = procs.url(&names[i % names.len()]);
+    // A lean HTTP/1.1 client (hyper, one keep-alive connection per loop): the clients share
+    // the machine's 2 cores with the api, so a heavier client would measure itself.
+    let mut senders = Vec::new();
+    for _ in 0..args.clients {
+        let stream = tokio::net::TcpStream::connect(procs.addr).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        senders.push(tokio::sync::Mutex::new(sender));
+    }
+    let paths: Vec<hyper::Uri> = names
+        .iter()
+        .map(|n| format!("/v1/{n}").parse())
+        .collect::<Result<_, _>>()?;
+    let http_count = closed_loop(args.clients, window, |c, i| {
+        let (senders, path) = (&senders, paths[i % paths.len()].clone());
         async move {
-            http.get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
+            let mut sender = senders[c].lock().await;
+            sender.ready().await?;
+            let req = hyper::Request::get(path)
+                .header(hyper::header::HOST, "127.0.0.1")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let res = sender.send_request(req).await?;
+            if !res.status().is_success() {
+                bail!("GET answered {}", res.status());
+            }
+            http_body_util::BodyExt::collect(res.into_body()).await?;
             anyhow::Ok(())
         }
     })
@@ -587,14 +604,19 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
 
     let keys = lro_common::store::Keys::new(&procs.namespace);
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
-    let conn = client.get_multiplexed_async_connection().await?;
     let op_keys: Arc<Vec<String>> = Arc::new(
         names
             .iter()
             .map(|n| lro_common::name::OperationName::parse(n).map(|n| keys.op(&n)))
             .collect::<Result<_, _>>()?,
     );
-    let redis_count = closed_loop(args.clients, window, |i| {
+    // The baseline at the same concurrency: each of the `clients` loops on its own connection,
+    // waiting for each answer, as each HTTP client does on its own keep-alive connection.
+    let mut conns = Vec::new();
+    for _ in 0..args.clients {
+        conns.push(client.get_multiplexed_async_connection().await?);
+    }
+    let hget = |conn: &redis::aio::MultiplexedConnection, i: usize| {
         let mut conn = conn.clone();
         let key = op_keys[i % op_keys.len()].clone();
         async move {
@@ -605,8 +627,10 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
                 .await?;
             anyhow::Ok(())
         }
-    })
-    .await?;
+    };
+    let redis_count = closed_loop(args.clients, window, |c, i| hget(&conns[c], i)).await?;
+    // For scale: the same loops sharing one connection, which pipelines their commands.
+    let pipelined_count = closed_loop(args.clients, window, |_, i| hget(&conns[0], i)).await?;
     procs.stop().await;
 
     let secs = window.as_secs_f64();
@@ -614,20 +638,28 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         Row::value(
             "reads",
-            "redis HGET/s of the records (baseline)",
+            "redis HGET/s of the records, a connection per client (baseline)",
             "req/s",
             redis_count,
             raw,
+        ),
+        Row::value(
+            "reads",
+            "redis HGET/s, the same clients on one pipelined connection",
+            "req/s",
+            pipelined_count,
+            pipelined_count as f64 / secs,
         ),
         Row::value("reads", "GET /v1/{name}", "req/s", http_count, api)
             .compared(api / raw, ">= 0.5"),
     ])
 }
 
-/// Runs `clients` loops of `request(i)` for `window`; returns how many completed.
+/// Runs `clients` loops of `request(client, i)` for `window` (`i` spreads the loops over the
+/// records); returns how many completed.
 async fn closed_loop<F, Fut>(clients: usize, window: Duration, request: F) -> anyhow::Result<usize>
 where
-    F: Fn(usize) -> Fut + Clone,
+    F: Fn(usize, usize) -> Fut + Clone,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let until = Instant::now() + window;
@@ -636,7 +668,7 @@ where
         async move {
             let mut count = 0;
             while Instant::now() < until {
-                request(c * 7919 + count).await?;
+                request(c, c * 7919 + count).await?;
                 count += 1;
             }
             anyhow::Ok(count)
