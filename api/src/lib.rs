@@ -66,13 +66,13 @@ impl App {
             .await
             .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
         Ok(Self {
-            service: Service {
+            service: Service::new(service::Shared {
                 store,
                 publisher,
                 waiters: waiters::Waiters::default(),
                 max_wait: config.max_wait,
                 retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
-            },
+            }),
         })
     }
 

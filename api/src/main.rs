@@ -6,6 +6,11 @@ use lro_api::{ApiConfig, App};
 use lro_common::config::{Connections, parse_duration_arg};
 use tokio_util::sync::CancellationToken;
 
+// mimalloc: under glibc's malloc the runtime's threads queue on arena locks when one frees what
+// another allocated (a GET: +50 % requests/s with mimalloc, interleaved A/B in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Google's long-running operations API over HTTP/JSON and gRPC, plus job submission.
 #[derive(Parser)]
 #[command(name = "lro-api", version)]

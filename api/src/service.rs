@@ -23,9 +23,26 @@ const LIST_SCAN_LIMIT: usize = 10_000;
 /// Longest accepted request id.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// State shared by every request: cheap handles only.
+/// State shared by every request. Cloned per request (by axum and tonic), so one shared
+/// allocation: a clone is a reference count, not copies of the store's and broker's handles.
 #[derive(Clone)]
-pub struct Service {
+pub struct Service(std::sync::Arc<Shared>);
+
+impl Service {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for Service {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub(crate) store: Store,
     pub(crate) publisher: Broker,
     pub(crate) waiters: Waiters,
