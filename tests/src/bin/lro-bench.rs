@@ -48,7 +48,7 @@ struct Args {
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,10000,100000")]
     scale: Vec<usize>,
     /// Tasks submitted to Celery in the celery scenario.
     #[arg(long, default_value_t = 10_000)]
