@@ -8,7 +8,7 @@ use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
 use lro_common::reaper;
 use lro_common::status::Code;
-use lro_common::store::{Created, Store, StoreError, Watch};
+use lro_common::store::{Created, Store, StoreError};
 use lro_common::time::now_millis;
 use lro_common::topology::Broker;
 use serde_json::Value;
@@ -116,17 +116,11 @@ impl Service {
             },
             now_millis(),
         );
-        // Guarded before it is written: if this process dies before the broker confirms the job
+        // Guarded as it is written: if this process dies before the broker confirms the job
         // message, a reaper publishes it.
-        let guarded_at = reaper::guard_new(&self.store, &op).await?;
-        match self.store.create(&op).await? {
-            Created::Existing(existing) => {
-                let _ = self
-                    .store
-                    .unwatch(Watch::Unpublished, &op.name, guarded_at)
-                    .await;
-                self.get(&existing).await
-            }
+        let (guarded_at, guards) = reaper::guards_for_new(&op);
+        match self.store.create(&op, &guards).await? {
+            Created::Existing(existing) => self.get(&existing).await,
             Created::New => {
                 let published =
                     reaper::publish(&self.store, &self.publisher, &op.name, guarded_at).await;

@@ -42,16 +42,16 @@ pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis
 }
 
 /// Step one of submitting a new operation: the publish guard, and its retention watch if it has a
-/// retention, armed in one round trip before the record is written.
-pub async fn guard_new(store: &Store, op: &Operation) -> Result<Millis, StoreError> {
+/// retention, for [`Store::create`] to arm in the same step as the write. Returns the guard's
+/// time (for [`publish`]) and the entries.
+pub fn guards_for_new(op: &Operation) -> (Millis, Vec<(Watch, Millis)>) {
     let now = now_millis();
     let guarded_at = now + millis(REPUBLISH_AFTER);
     let mut lists = vec![(Watch::Unpublished, guarded_at)];
     if let Some(retention) = op.retention_ms {
         lists.push((Watch::Retention, now.saturating_add(retention)));
     }
-    store.watch_all(&op.name, &lists).await?;
-    Ok(guarded_at)
+    (guarded_at, lists)
 }
 
 /// Arms the publish guard for `at` (a retry: when its backoff is over), before the write

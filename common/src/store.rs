@@ -110,7 +110,8 @@ impl Keys {
 }
 
 /// Creates the record, its index entry and its request-id entry together, unless the request id
-/// is already taken; then it answers the name it was taken for.
+/// is already taken; then it answers the name it was taken for. With a new record it arms the
+/// watch-list entries KEYS[4..] (each "no later than" its score ARGV[5..]) in the same step.
 const CREATE: &str = r"
 if ARGV[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
@@ -119,16 +120,28 @@ if ARGV[3] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'v', 1, 'r', ARGV[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], 'LT', ARGV[i + 1], ARGV[4]) end
 return false
 ";
 
 /// Writes a new record if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 written.
+/// With a write, it also publishes ARGV[4] on channel ARGV[3] (if given) and changes the watch
+/// list KEYS[2] (if given) as ARGV[5] says: `lt` arms the entry no later than ARGV[6], `set`
+/// moves it to ARGV[6], `rm` removes it if it is still armed for ARGV[6].
 const CAS: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'r', ARGV[2])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if KEYS[2] then
+  if ARGV[5] == 'lt' then redis.call('ZADD', KEYS[2], 'LT', ARGV[6], ARGV[4])
+  elseif ARGV[5] == 'set' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
+  elseif ARGV[5] == 'rm' then
+    local score = redis.call('ZSCORE', KEYS[2], ARGV[4])
+    if score and tonumber(score) == tonumber(ARGV[6]) then redis.call('ZREM', KEYS[2], ARGV[4]) end
+  end
+end
 return 1
 ";
 
@@ -164,6 +177,18 @@ pub enum Watch {
     Unpublished,
     /// Operations with a retention: delete them once done for that long.
     Retention,
+}
+
+/// A watch-list change made by the script that writes a record, and only if it writes: the
+/// entry and the record change together, so no crash can come between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEffect {
+    /// Arm the entry no later than this (`ZADD LT`), as [`Store::watch`].
+    Arm(Watch, Millis),
+    /// Move the entry to this time, as [`Store::rearm`].
+    Move(Watch, Millis),
+    /// Remove the entry if it is still armed for this time, as [`Store::unwatch`].
+    Remove(Watch, Millis),
 }
 
 /// How many times a compare-and-set is retried when other writers keep winning.
@@ -221,24 +246,31 @@ impl Store {
     }
 
     /// Stores a new operation (version 1) and indexes it.
-    pub async fn create(&self, op: &Operation) -> Result<Created, StoreError> {
+    /// Creates the record; with a new one, the watch-list entries in `watches` are armed (each
+    /// "no later than" its time) in the same step.
+    pub async fn create(
+        &self,
+        op: &Operation,
+        watches: &[(Watch, Millis)],
+    ) -> Result<Created, StoreError> {
         let parent = op.name.parent();
         let request_key = op
             .request_id
             .as_deref()
             .map(|r| self.keys.request(parent, r))
             .unwrap_or_else(|| self.keys.request(parent, ""));
-        let existing: Option<String> = self
-            .create
-            .key(self.keys.op(&op.name))
+        let mut script = self.create.key(self.keys.op(&op.name));
+        script
             .key(self.keys.index(parent))
             .key(request_key)
             .arg(wire::encode_record(op))
             .arg(op.name.id())
             .arg(if op.request_id.is_some() { "1" } else { "" })
-            .arg(op.name.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(op.name.as_str());
+        for (list, at) in watches {
+            script.key(self.keys.watch(*list)).arg(*at);
+        }
+        let existing: Option<String> = script.invoke_async(&mut self.conn.clone()).await?;
         match existing {
             None => Ok(Created::New),
             Some(name) => Ok(Created::Existing(OperationName::parse(&name).map_err(
@@ -283,7 +315,18 @@ impl Store {
     pub async fn update<T>(
         &self,
         name: &OperationName,
+        f: impl FnMut(&mut Operation) -> Result<T, Refused>,
+    ) -> Result<(Operation, T), StoreError> {
+        self.update_watching(name, f, |_| None).await
+    }
+
+    /// [`Store::update`], and with the write, the watch-list change `effect` asks for given the
+    /// record as it will be written — in the same script, so both happen or neither.
+    pub async fn update_watching<T>(
+        &self,
+        name: &OperationName,
         mut f: impl FnMut(&mut Operation) -> Result<T, Refused>,
+        effect: impl Fn(&Operation) -> Option<WatchEffect>,
     ) -> Result<(Operation, T), StoreError> {
         for _ in 0..MAX_CAS_RETRIES {
             let (version, before) = self
@@ -296,9 +339,8 @@ impl Store {
                 return Ok((after, answer));
             }
             let became_done = after.is_done() && !before.is_done();
-            let written: i64 = self
-                .cas
-                .key(self.keys.op(name))
+            let mut script = self.cas.key(self.keys.op(name));
+            script
                 .arg(version)
                 .arg(wire::encode_record(&after))
                 .arg(if became_done {
@@ -306,9 +348,16 @@ impl Store {
                 } else {
                     String::new()
                 })
-                .arg(name.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await?;
+                .arg(name.as_str());
+            if let Some(effect) = effect(&after) {
+                let (list, mode, at) = match effect {
+                    WatchEffect::Arm(list, at) => (list, "lt", at),
+                    WatchEffect::Move(list, at) => (list, "set", at),
+                    WatchEffect::Remove(list, at) => (list, "rm", at),
+                };
+                script.key(self.keys.watch(list)).arg(mode).arg(at);
+            }
+            let written: i64 = script.invoke_async(&mut self.conn.clone()).await?;
             match written {
                 1 => return Ok((after, answer)),
                 -1 => return Err(StoreError::NotFound),

@@ -24,7 +24,7 @@ use lro_common::name::OperationName;
 use lro_common::operation::{Operation, Phase, Refused, Retried, Started, Terminal};
 use lro_common::reaper;
 use lro_common::status::{Code, Status};
-use lro_common::store::{Store, StoreError, Watch};
+use lro_common::store::{Store, StoreError, Watch, WatchEffect};
 use lro_common::time::{Millis, now_millis};
 use lro_common::topology::Broker;
 use lro_common::wire::{self, CancelMessage, JobMessage};
@@ -219,6 +219,18 @@ enum Outcome {
     Retry(Status),
 }
 
+/// Where settling left the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// It may run again (queued for a retry or handed back), or this attempt lost it: the
+    /// lease entry stays.
+    Open,
+    /// Done (or deleted): its lease entry is no longer needed.
+    Done,
+    /// Done, and the write that ended it removed the lease entry too.
+    DoneUnwatched,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settle {
     Ack,
@@ -287,20 +299,20 @@ async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: Canc
                 attempt: started.attempt,
             };
             let (outcome, forced) = run_job(&shared, job, input, &stop).await;
-            let done = Box::pin(settle(
+            // Done with the lease entry once the record needs no more watching (an operation that
+            // may start again keeps it); the latest armed score is the one last renewed.
+            let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
+            let settled = Box::pin(settle(
                 &shared,
                 &name,
                 started.attempt,
-                outcome,
-                forced,
+                (outcome, forced),
                 &stop,
+                &armed,
             ))
             .await;
-            // Done with the lease entry once the record needs no more watching (an operation that
-            // may start again keeps it); the latest armed score is the one last renewed.
-            let armed = registration.held().map_or(lease_until, |h| h.lease_until);
-            if done
-                && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed)).await
+            if settled == Settled::Done
+                && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed())).await
             {
                 tracing::debug!(error = %e, "lease entry left for the reaper");
             }
@@ -313,18 +325,21 @@ async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: Canc
     drop(permit);
 }
 
-/// Starts the attempt in Redis: its lease entry is watched first, so a crash right after the
-/// start is still recovered.
+/// Starts the attempt in Redis, its lease entry armed by the same script, so no crash comes
+/// between the start and the watch that recovers it.
 async fn start(
     shared: &Shared,
     name: &OperationName,
     now: Millis,
     lease_until: Millis,
 ) -> Result<(Operation, Started), StoreError> {
-    shared.store.watch(Watch::Leases, name, lease_until).await?;
     shared
         .store
-        .update(name, |op| op.start(&shared.worker_id, now, lease_until))
+        .update_watching(
+            name,
+            |op| op.start(&shared.worker_id, now, lease_until),
+            |_| Some(WatchEffect::Arm(Watch::Leases, lease_until)),
+        )
         .await
 }
 
@@ -459,46 +474,52 @@ async fn settle(
     shared: &Shared,
     name: &OperationName,
     attempt: u32,
-    outcome: Outcome,
-    forced: bool,
+    (outcome, forced): (Outcome, bool),
     stop: &Stop,
-) -> bool {
+    armed: &(dyn Fn() -> Millis + Sync),
+) -> Settled {
     let store = &shared.store;
     let mut pause = Duration::from_millis(50);
+    let done = |done: bool| if done { Settled::Done } else { Settled::Open };
     loop {
         let now = now_millis();
         let written = match &outcome {
             Outcome::Abandon => {
                 tracing::info!("lease lost: outcome not recorded");
-                return false;
+                return Settled::Open;
             }
+            // The lease entry goes with the write that ends the operation, in one script.
             Outcome::Terminal(t) => store
-                .update(name, |op| {
-                    if forced {
-                        op.finish_forced(attempt, t.clone(), now)
-                    } else {
-                        op.finish(attempt, t.clone(), now)
-                    }
-                })
+                .update_watching(
+                    name,
+                    |op| {
+                        if forced {
+                            op.finish_forced(attempt, t.clone(), now)
+                        } else {
+                            op.finish(attempt, t.clone(), now)
+                        }
+                    },
+                    |_| Some(WatchEffect::Remove(Watch::Leases, armed())),
+                )
                 .await
-                .map(|_| true),
-            Outcome::HandBack => hand_back(shared, name, attempt, now).await,
-            Outcome::Retry(status) => retry(shared, name, attempt, status, now).await,
+                .map(|_| Settled::DoneUnwatched),
+            Outcome::HandBack => hand_back(shared, name, attempt, now).await.map(done),
+            Outcome::Retry(status) => retry(shared, name, attempt, status, now).await.map(done),
         };
         match written {
-            Ok(done) => return done,
+            Ok(settled) => return settled,
             Err(StoreError::NotFound) => {
                 tracing::debug!("operation was deleted while it ran");
-                return true;
+                return Settled::Done;
             }
             Err(StoreError::Refused(r)) => {
                 // Done already, or a newer attempt owns it: this attempt's result is not recorded.
                 tracing::info!(refused = %r, "outcome not recorded");
-                return r == Refused::Done;
+                return done(r == Refused::Done);
             }
             Err(e) if stop.reason() == Some(CancelReason::LeaseLost) => {
                 tracing::warn!(error = %e, "could not record outcome before losing the lease");
-                return false;
+                return Settled::Open;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record outcome; retrying");
@@ -596,16 +617,18 @@ pub(crate) async fn renew_leases(shared: Arc<Shared>, stopped: CancellationToken
             async move {
                 let now = now_millis();
                 let until = shared.lease_from(now);
+                // The lease entry moves with the renewal, in one script.
                 let renewed = shared
                     .store
-                    .update(&job.name, |op| op.renew(job.held.attempt, until))
+                    .update_watching(
+                        &job.name,
+                        |op| op.renew(job.held.attempt, until),
+                        |_| Some(WatchEffect::Move(Watch::Leases, until)),
+                    )
                     .await;
                 match renewed {
                     Ok((_, renewed)) => {
                         shared.registry.renewed(&job.name, job.id, until);
-                        if let Err(e) = shared.store.rearm(Watch::Leases, &job.name, until).await {
-                            tracing::debug!(error = %e, "lease entry not re-armed");
-                        }
                         if renewed.cancel_requested && !job.stop.token().is_cancelled() {
                             tracing::info!(operation = %job.name, "cancel found on renewal");
                             job.stop.fire(CancelReason::User);

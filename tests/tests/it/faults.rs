@@ -155,7 +155,7 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
     let op = new_operation("noop");
     let name = op.name.clone();
     reaper::guard_publish(&store, &name).await.expect("guard");
-    store.create(&op).await.expect("create");
+    store.create(&op, &[]).await.expect("create");
 
     let created = Instant::now();
     let done = env.api.done(name.as_str()).await;

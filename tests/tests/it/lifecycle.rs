@@ -177,3 +177,50 @@ async fn nested_parents_name_their_operations() {
     assert_eq!(name_of(&done), name);
     assert_eq!(env.api.get(&name).await.ok()["done"], true);
 }
+
+/// The reaper's watch lists as the fast path leaves them: a running operation has its lease
+/// entry, a finished one none, and no publish guard outlives its confirmed publish. (Entries are
+/// armed and removed by the same scripts that write the records.)
+#[tokio::test]
+async fn watch_lists_hold_exactly_what_the_reaper_must_look_at() {
+    use lro_common::store::Watch;
+    let (env, probe) = Env::with_worker(32).await;
+    let store = crate::harness::store(&env).await;
+    let entries = |list| {
+        let store = store.clone();
+        async move {
+            let mut names: Vec<String> = store
+                .due(list, u64::MAX / 2, 1000)
+                .await
+                .expect("due")
+                .into_iter()
+                .map(|(n, _)| n.to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+
+    let gate = name_of(&env.api.submit("", "gate", json!({})).await);
+    let mut all = vec![gate.clone()];
+    for _ in 0..20 {
+        let name = name_of(&env.api.submit("", "noop", json!({})).await);
+        env.api.done(&name).await;
+        all.push(name);
+    }
+    probe.started(&gate).await;
+    all.sort();
+
+    assert_eq!(entries(Watch::Leases).await, vec![gate.clone()]);
+    assert_eq!(entries(Watch::Unpublished).await, Vec::<String>::new());
+    assert_eq!(
+        entries(Watch::Retention).await,
+        all,
+        "every operation has its retention watch"
+    );
+
+    // Gone with the write that ended it: no reaper is involved (its lease is 15 s away).
+    probe.release(&gate);
+    env.api.done(&gate).await;
+    assert_eq!(entries(Watch::Leases).await, Vec::<String>::new());
+}

@@ -121,7 +121,7 @@ async fn messages_no_worker_can_act_on_are_dead_lettered() {
     let store = store(&env).await;
     let op = new_operation("rare");
     let name = op.name.clone();
-    store.create(&op).await.expect("create");
+    store.create(&op, &[]).await.expect("create");
     broker.publish_job(&name).await.expect("publish");
 
     let done = env.api.done(name.as_str()).await;
