@@ -151,7 +151,16 @@ pub(crate) async fn run(
                 // Only the body and the acker travel on: the rest of the delivery (~0.4 KiB)
                 // would be held for as long as the job runs.
                 let Delivery { data, acker, .. } = delivery;
-                tracker.spawn(handle(shared.clone(), data, acker, shutdown.clone()));
+                // The job's span, its fields recorded once known; instrumenting the whole task
+                // here stores its future once (an inner `instrument` would need its own box).
+                let span = tracing::info_span!(
+                    "job",
+                    operation = tracing::field::Empty,
+                    attempt = tracing::field::Empty,
+                    kind = tracing::field::Empty
+                );
+                let job = handle(shared.clone(), data, acker, shutdown.clone());
+                tracker.spawn(job.instrument(span));
                 None
             }
             Event::Cancel(Some(Ok(message))) => {
@@ -246,6 +255,9 @@ async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: Canc
             return Box::pin(settle_delivery(&acker, Settle::Ack)).await;
         }
     };
+    // The body is not needed past here; its bytes are not held while the job runs.
+    drop(data);
+    tracing::Span::current().record("operation", tracing::field::display(&name));
     let Some(permit) = Box::pin(acquire_slot(&shared, &shutdown)).await else {
         return Box::pin(settle_delivery(&acker, Settle::Requeue)).await;
     };
@@ -286,41 +298,35 @@ async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: Canc
     if started.cancel_requested {
         stop.fire(CancelReason::User);
     }
-    let span =
-        tracing::info_span!("job", operation = %name, attempt = started.attempt, kind = %kind);
-    // Boxed: passed by value to `instrument`, the block would otherwise be stored twice.
-    Box::pin(
-        async {
-            tracing::debug!("started");
-            let job = JobSpec {
-                name: &name,
-                kind: &kind,
-                timeout_ms,
-                attempt: started.attempt,
-            };
-            let (outcome, forced) = run_job(&shared, job, input, &stop).await;
-            // Done with the lease entry once the record needs no more watching (an operation that
-            // may start again keeps it); the latest armed score is the one last renewed.
-            let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
-            let settled = Box::pin(settle(
-                &shared,
-                &name,
-                started.attempt,
-                (outcome, forced),
-                &stop,
-                &armed,
-            ))
-            .await;
-            if settled == Settled::Done
-                && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed())).await
-            {
-                tracing::debug!(error = %e, "lease entry left for the reaper");
-            }
-            Box::pin(settle_delivery(&acker, Settle::Ack)).await;
-        }
-        .instrument(span),
-    )
+    tracing::Span::current()
+        .record("attempt", started.attempt)
+        .record("kind", kind.as_str());
+    tracing::debug!("started");
+    let job = JobSpec {
+        name: &name,
+        kind: &kind,
+        timeout_ms,
+        attempt: started.attempt,
+    };
+    let (outcome, forced) = run_job(&shared, job, input, &stop).await;
+    // Done with the lease entry once the record needs no more watching (an operation that may
+    // start again keeps it); the latest armed score is the one last renewed.
+    let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
+    let settled = Box::pin(settle(
+        &shared,
+        &name,
+        started.attempt,
+        (outcome, forced),
+        &stop,
+        &armed,
+    ))
     .await;
+    if settled == Settled::Done
+        && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed())).await
+    {
+        tracing::debug!(error = %e, "lease entry left for the reaper");
+    }
+    Box::pin(settle_delivery(&acker, Settle::Ack)).await;
     drop(registration);
     drop(permit);
 }
