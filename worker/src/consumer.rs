@@ -608,16 +608,23 @@ async fn settle_delivery(acker: &Acker, settle: Settle) {
 /// is honoured within a third of a lease. A job whose operation another attempt owns, or whose
 /// lease ran out while Redis was unreachable, is stopped with [`CancelReason::LeaseLost`].
 pub(crate) async fn renew_leases(shared: Arc<Shared>, stopped: CancellationToken) {
-    let every = shared.lease / 3;
+    // Each job is renewed once a third of its lease has passed since its last renewal, looked
+    // for every fifteenth of a lease: the renewals spread out as the jobs' starts did, instead
+    // of all of them at once every third of a lease, a burst that queued cancels' Redis calls
+    // behind it (cancel p50 1.8 -> 3.8 ms at 100,000 in flight).
+    let tick = shared.lease / 15;
+    let two_thirds =
+        Millis::try_from((shared.lease * 2 / 3).as_millis()).unwrap_or(Millis::MAX / 4);
     loop {
-        tokio::select! {
+        let due_by = tokio::select! {
             () = stopped.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-            () = shared.recheck.notified() => {}
-        }
+            () = tokio::time::sleep(tick) => now_millis().saturating_add(two_thirds),
+            // After a reconnect: every job at once, to find cancels whose message was missed.
+            () = shared.recheck.notified() => Millis::MAX,
+        };
         // Concurrently (the Redis connection pipelines them): one after another, a pass over
         // 50,000 jobs at ~0.3 ms each would outlast the lease it renews.
-        let jobs = futures_util::stream::iter(shared.registry.started_jobs());
+        let jobs = futures_util::stream::iter(shared.registry.started_jobs_due(due_by));
         jobs.for_each_concurrent(RENEW_CONCURRENCY, |job| {
             let shared = &shared;
             async move {

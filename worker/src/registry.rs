@@ -144,14 +144,20 @@ impl Registry {
 
     /// Every job whose attempt has started, for lease renewal.
     pub fn started_jobs(&self) -> Vec<StartedJob> {
+        self.started_jobs_due(Millis::MAX)
+    }
+
+    /// The started jobs whose lease ends at or before `by`.
+    pub fn started_jobs_due(&self, by: Millis) -> Vec<StartedJob> {
         self.lock()
             .iter()
             .flat_map(|(name, entries)| {
-                entries.iter().filter_map(|e| {
+                entries.iter().filter_map(move |e| {
+                    let held = e.held.filter(|h| h.lease_until <= by)?;
                     Some(StartedJob {
                         name: name.clone(),
                         id: e.id,
-                        held: e.held?,
+                        held,
                         stop: e.stop.clone(),
                     })
                 })
