@@ -26,9 +26,17 @@ enum Record {
     V1(Operation),
 }
 
+/// [`Record`] by reference, for writing without a copy of the operation.
+#[derive(Serialize)]
+#[serde(tag = "v")]
+enum RecordRef<'a> {
+    #[serde(rename = "1")]
+    V1(&'a Operation),
+}
+
 pub fn encode_record(op: &Operation) -> String {
     // Serialising plain data with string keys cannot fail.
-    serde_json::to_string(&Record::V1(op.clone())).unwrap_or_default()
+    serde_json::to_string(&RecordRef::V1(op)).unwrap_or_default()
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Operation, WireError> {
