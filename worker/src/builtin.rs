@@ -40,12 +40,37 @@ struct SleepInput {
 
 /// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token
 /// fires, unless it is the uninterruptible kind, which ignores its token.
-async fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> JobResult {
+fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> impl Future<Output = JobResult> {
+    // A block, not an `async fn`: the input is checked before the first await, so only the
+    // plan (or the error) is held while the job sleeps.
     let kind = if interruptible {
         "sleep"
     } else {
         "uninterruptible"
     };
+    let plan = sleep_plan(kind, input);
+    async move {
+        let (total, steps) = plan?;
+        let step = total / steps;
+        for i in 1..=steps {
+            if interruptible {
+                tokio::select! {
+                    biased;
+                    () = ctx.cancelled() => return Err(JobError::Cancelled),
+                    () = tokio::time::sleep(step) => {}
+                }
+            } else {
+                tokio::time::sleep(step).await;
+            }
+            ctx.progress(i * 100 / steps, format!("step {i} of {steps}"))
+                .await;
+        }
+        Ok(json!({ "slept": duration_json(total) }))
+    }
+}
+
+/// How long to sleep, in how many steps.
+fn sleep_plan(kind: &str, input: Value) -> Result<(Duration, u32), JobError> {
     let input: SleepInput = parse(kind, input)?;
     let total = match input.duration.as_deref() {
         Some(d) => parse_duration(d).map_err(|e| JobError::invalid_input(kind, e))?,
@@ -55,21 +80,7 @@ async fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> JobResult 
     if !(1..=10_000).contains(&steps) {
         return Err(JobError::invalid_input(kind, "steps must be 1 to 10000"));
     }
-    let step = total / steps;
-    for i in 1..=steps {
-        if interruptible {
-            tokio::select! {
-                biased;
-                () = ctx.cancelled() => return Err(JobError::Cancelled),
-                () = tokio::time::sleep(step) => {}
-            }
-        } else {
-            tokio::time::sleep(step).await;
-        }
-        ctx.progress(i * 100 / steps, format!("step {i} of {steps}"))
-            .await;
-    }
-    Ok(json!({ "slept": duration_json(total) }))
+    Ok((total, steps))
 }
 
 #[derive(Deserialize)]

@@ -246,89 +246,102 @@ enum Settle {
     Requeue,
 }
 
-async fn handle(shared: Arc<Shared>, data: Vec<u8>, acker: Acker, shutdown: CancellationToken) {
-    let name = match wire::decode_job(&data) {
-        Ok(JobMessage::V1 { name }) => name,
-        Err(e) => {
-            let why = format!("undecodable job message: {e}");
-            Box::pin(dead_letter(&shared, &data, &why)).await;
-            return Box::pin(settle_delivery(&acker, Settle::Ack)).await;
-        }
-    };
-    // The body is not needed past here; its bytes are not held while the job runs.
-    drop(data);
-    tracing::Span::current().record("operation", tracing::field::display(&name));
-    let Some(permit) = Box::pin(acquire_slot(&shared, &shutdown)).await else {
-        return Box::pin(settle_delivery(&acker, Settle::Requeue)).await;
-    };
-    // Registered before the attempt starts: a cancel message arriving from now on finds it.
-    let registration = shared.registry.register(&name);
-    let stop = registration.stop().clone();
-    let now = now_millis();
-    let lease_until = shared.lease_from(now);
-    // The Redis and broker calls here are boxed, and results are reduced to what is kept before
-    // the next await: this future lives as long as the job runs and is as large as its largest
-    // step, so every byte held across an await is held per running job (~5 KiB before).
-    let started = match Box::pin(start(&shared, &name, now, lease_until)).await {
-        Ok((op, started)) => Ok((op.kind, op.input, op.timeout_ms, started)),
-        Err(StoreError::NotFound | StoreError::Refused(_)) => {
-            // Deleted, done already (cancelled while queued), or held by a live attempt (a
-            // duplicate message): never run it here.
-            tracing::debug!(operation = %name, "skipping job that is gone, done or held");
-            Err(Settle::Ack)
-        }
-        Err(e) => {
-            tracing::error!(operation = %name, error = %e, "could not start job");
-            Err(Settle::Requeue)
-        }
-    };
-    let (kind, input, timeout_ms, started) = match started {
-        Ok(started) => started,
-        Err(settle) => {
-            if settle == Settle::Requeue {
-                Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments beside the locals they move into"
+)]
+fn handle(
+    shared: Arc<Shared>,
+    data: Vec<u8>,
+    acker: Acker,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> {
+    // A block, not an `async fn`: its captures are stored once (an `async fn` keeps its
+    // arguments beside the locals they move into).
+    async move {
+        let name = match wire::decode_job(&data) {
+            Ok(JobMessage::V1 { name }) => name,
+            Err(e) => {
+                let why = format!("undecodable job message: {e}");
+                Box::pin(dead_letter(&shared, &data, &why)).await;
+                return Box::pin(settle_delivery(&acker, Settle::Ack)).await;
             }
-            return Box::pin(settle_delivery(&acker, settle)).await;
+        };
+        // The body is not needed past here; its bytes are not held while the job runs.
+        drop(data);
+        tracing::Span::current().record("operation", tracing::field::display(&name));
+        let Some(permit) = Box::pin(acquire_slot(&shared, &shutdown)).await else {
+            return Box::pin(settle_delivery(&acker, Settle::Requeue)).await;
+        };
+        // Registered before the attempt starts: a cancel message arriving from now on finds it.
+        let registration = shared.registry.register(&name);
+        let stop = registration.stop().clone();
+        let now = now_millis();
+        let lease_until = shared.lease_from(now);
+        // The Redis and broker calls here are boxed, and results are reduced to what is kept before
+        // the next await: this future lives as long as the job runs and is as large as its largest
+        // step, so every byte held across an await is held per running job (~5 KiB before).
+        let started = match Box::pin(start(&shared, &name, now, lease_until)).await {
+            Ok((op, started)) => Ok((op.kind, op.input, op.timeout_ms, started)),
+            Err(StoreError::NotFound | StoreError::Refused(_)) => {
+                // Deleted, done already (cancelled while queued), or held by a live attempt (a
+                // duplicate message): never run it here.
+                tracing::debug!(operation = %name, "skipping job that is gone, done or held");
+                Err(Settle::Ack)
+            }
+            Err(e) => {
+                tracing::error!(operation = %name, error = %e, "could not start job");
+                Err(Settle::Requeue)
+            }
+        };
+        let (kind, input, timeout_ms, started) = match started {
+            Ok(started) => started,
+            Err(settle) => {
+                if settle == Settle::Requeue {
+                    Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
+                }
+                return Box::pin(settle_delivery(&acker, settle)).await;
+            }
+        };
+        registration.started(Held {
+            attempt: started.attempt,
+            lease_until,
+        });
+        if started.cancel_requested {
+            stop.fire(CancelReason::User);
         }
-    };
-    registration.started(Held {
-        attempt: started.attempt,
-        lease_until,
-    });
-    if started.cancel_requested {
-        stop.fire(CancelReason::User);
+        tracing::Span::current()
+            .record("attempt", started.attempt)
+            .record("kind", kind.as_str());
+        tracing::debug!("started");
+        let job = JobSpec {
+            name: &name,
+            kind: &kind,
+            timeout_ms,
+            attempt: started.attempt,
+        };
+        let (outcome, forced) = run_job(&shared, job, input, &stop).await;
+        // Done with the lease entry once the record needs no more watching (an operation that may
+        // start again keeps it); the latest armed score is the one last renewed.
+        let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
+        let settled = Box::pin(settle(
+            &shared,
+            &name,
+            started.attempt,
+            (outcome, forced),
+            &stop,
+            &armed,
+        ))
+        .await;
+        if settled == Settled::Done
+            && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed())).await
+        {
+            tracing::debug!(error = %e, "lease entry left for the reaper");
+        }
+        Box::pin(settle_delivery(&acker, Settle::Ack)).await;
+        drop(registration);
+        drop(permit);
     }
-    tracing::Span::current()
-        .record("attempt", started.attempt)
-        .record("kind", kind.as_str());
-    tracing::debug!("started");
-    let job = JobSpec {
-        name: &name,
-        kind: &kind,
-        timeout_ms,
-        attempt: started.attempt,
-    };
-    let (outcome, forced) = run_job(&shared, job, input, &stop).await;
-    // Done with the lease entry once the record needs no more watching (an operation that may
-    // start again keeps it); the latest armed score is the one last renewed.
-    let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
-    let settled = Box::pin(settle(
-        &shared,
-        &name,
-        started.attempt,
-        (outcome, forced),
-        &stop,
-        &armed,
-    ))
-    .await;
-    if settled == Settled::Done
-        && let Err(e) = Box::pin(shared.store.unwatch(Watch::Leases, &name, armed())).await
-    {
-        tracing::debug!(error = %e, "lease entry left for the reaper");
-    }
-    Box::pin(settle_delivery(&acker, Settle::Ack)).await;
-    drop(registration);
-    drop(permit);
 }
 
 /// Starts the attempt in Redis, its lease entry armed by the same script, so no crash comes
@@ -401,9 +414,11 @@ async fn run_job(
     // Spawned so that a panicking job fails its operation instead of the worker, and so that it
     // can be aborted.
     let mut job = tokio::spawn((kind.handler)(input, ctx));
+    // The timers are boxed: most jobs never need them, and unboxed each would hold its space
+    // (~0.1 KiB) in this future for the job's whole life.
     let deadline = async {
         match spec.timeout_ms {
-            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Some(ms) => Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await,
             None => std::future::pending().await,
         }
     };
@@ -417,7 +432,7 @@ async fn run_job(
     };
     let (joined, forced) = match joined {
         Some(joined) => (joined, false),
-        None => match tokio::time::timeout(shared.stop_grace, &mut job).await {
+        None => match Box::pin(tokio::time::timeout(shared.stop_grace, &mut job)).await {
             Ok(joined) => (joined, false),
             Err(_) => {
                 job.abort();
