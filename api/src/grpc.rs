@@ -240,10 +240,7 @@ fn rpc_status(s: &lro_common::status::Status) -> rpc::Status {
 }
 
 fn timestamp(ms: Millis) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
+    (std::time::UNIX_EPOCH + Duration::from_millis(ms)).into()
 }
 
 fn metadata(op: &Operation) -> lro::OperationMetadata {
@@ -284,10 +281,9 @@ fn metadata(op: &Operation) -> lro::OperationMetadata {
             .unwrap_or_default(),
         cancel_requested: op.cancel_requested.is_some(),
         cancel_time: op.cancel_requested.map(timestamp),
-        timeout: op.timeout_ms.map(|ms| prost_types::Duration {
-            seconds: (ms / 1000) as i64,
-            nanos: ((ms % 1000) * 1_000_000) as i32,
-        }),
+        timeout: op
+            .timeout_ms
+            .and_then(|ms| Duration::from_millis(ms).try_into().ok()),
         request_id: op.request_id.clone().unwrap_or_default(),
         stop_forced: op.stop_forced,
         next_attempt_time: next_attempt.map(timestamp),

@@ -96,24 +96,19 @@ impl App {
             REAPER_TICK,
             shutdown.clone(),
         ));
-        let rest = axum::serve(http, http::router(svc.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let grpc = grpc::serve(svc, grpc, shutdown.clone());
-        // Either server failing takes the process down: stop the other one too.
-        let (rest, grpc) = tokio::join!(
-            async {
-                let r = rest.await;
-                shutdown.cancel();
-                r
-            },
-            async {
-                let r = grpc.await;
-                shutdown.cancel();
-                r
-            }
-        );
-        rest.context("http server failed")?;
-        grpc.context("grpc server failed")?;
+        let rest = async {
+            axum::serve(http, http::router(svc.clone()))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+                .context("http server failed")
+        };
+        let grpc = async {
+            grpc::serve(svc.clone(), grpc, shutdown.clone())
+                .await
+                .context("grpc server failed")
+        };
+        // Either server failing ends both (and the process).
+        tokio::try_join!(rest, grpc)?;
         Ok(())
     }
 }

@@ -183,7 +183,7 @@ pub enum Watch {
 /// entry and the record change together, so no crash can come between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchEffect {
-    /// Arm the entry no later than this (`ZADD LT`), as [`Store::watch`].
+    /// Arm the entry no later than this (`ZADD LT`): an entry armed earlier keeps its time.
     Arm(Watch, Millis),
     /// Move the entry to this time, as [`Store::rearm`].
     Move(Watch, Millis),
@@ -437,36 +437,6 @@ impl Store {
             .flatten()
             .map(|r| wire::decode_record(&r).map_err(StoreError::from))
             .collect()
-    }
-
-    /// Arms a watch-list entry to look at `name` no later than `at`: an entry already armed
-    /// earlier keeps its time (someone else is counting on that look).
-    pub async fn watch(
-        &self,
-        list: Watch,
-        name: &OperationName,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        self.watch_all(name, &[(list, at)]).await
-    }
-
-    /// Arms several watch lists for `name` in one round trip (each "no later than").
-    pub async fn watch_all(
-        &self,
-        name: &OperationName,
-        lists: &[(Watch, Millis)],
-    ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        for (list, at) in lists {
-            pipe.cmd("ZADD")
-                .arg(self.keys.watch(*list))
-                .arg("LT")
-                .arg(*at)
-                .arg(name.as_str())
-                .ignore();
-        }
-        let () = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(())
     }
 
     /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it, a

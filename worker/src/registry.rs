@@ -76,7 +76,7 @@ pub struct Held {
     pub lease_until: Millis,
 }
 
-/// A started job, as [`Registry::started_jobs`] lists it.
+/// A started job, as [`Registry::started_jobs_due`] lists it.
 #[derive(Debug, Clone)]
 pub struct StartedJob {
     pub name: OperationName,
@@ -143,11 +143,6 @@ impl Registry {
     }
 
     /// Every job whose attempt has started, for lease renewal.
-    pub fn started_jobs(&self) -> Vec<StartedJob> {
-        self.started_jobs_due(Millis::MAX)
-    }
-
-    /// The started jobs whose lease ends at or before `by`.
     pub fn started_jobs_due(&self, by: Millis) -> Vec<StartedJob> {
         self.lock()
             .iter()
@@ -275,10 +270,10 @@ mod tests {
             lease_until: 10,
         });
         let copy = reg.register(&name("operations/a"));
-        assert_eq!(reg.started_jobs().len(), 1);
+        assert_eq!(reg.started_jobs_due(Millis::MAX).len(), 1);
         drop(copy);
         assert_eq!(
-            reg.started_jobs().len(),
+            reg.started_jobs_due(Millis::MAX).len(),
             1,
             "the running job lost its entry"
         );

@@ -149,16 +149,15 @@ pub struct Api {
 impl Api {
     /// Any request: `path` is everything after the host, e.g. `/v1/operations`.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
-        let method_name = method;
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(verb, format!("{}{path}", self.base));
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
         let res = req.send().await.expect("api answers");
         let status = res.status().as_u16();
         let bytes = res.bytes().await.expect("body");
-        crate::proto::check(crate::proto::message_for(method_name, path, status), &bytes);
+        crate::proto::check(crate::proto::message_for(method, path, status), &bytes);
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(
                 "non-JSON answer ({status}): {e}: {:?}",
