@@ -1,8 +1,13 @@
 //! The one error type of the api, rendered as Google's error envelope (AIP-193):
-//! `{"error": {"code", "message", "status", "details": [ErrorInfo]}}`.
+//! `{"error": {"code", "message", "status", "details": [ErrorInfo, …]}}`, the ErrorInfo first and
+//! then any further [`Detail`]s. Over REST a 401 carries `WWW-Authenticate: Bearer` and a 429
+//! `Retry-After`.
 //!
 //! Unexpected errors become an opaque INTERNAL, logged once here with their cause chain.
 
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use lro_common::status::Code;
 use lro_common::store::StoreError;
@@ -17,7 +22,28 @@ pub struct ApiError {
     pub message: String,
     /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to branch on.
     pub reason: &'static str,
-    pub metadata: Map<String, Value>,
+    /// Boxed, like the details: an `ApiError` travels in every `Result` of the request path.
+    pub metadata: Box<Map<String, Value>>,
+    /// Details after the ErrorInfo.
+    pub details: Vec<Detail>,
+}
+
+/// A `google.rpc` error detail beyond the ErrorInfo.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    /// `google.rpc.RetryInfo`: when the same request may be tried again.
+    RetryInfo { retry_delay: Duration },
+}
+
+impl Detail {
+    fn json(&self) -> Value {
+        match self {
+            Self::RetryInfo { retry_delay } => json!({
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": lro_common::time::duration_json(*retry_delay),
+            }),
+        }
+    }
 }
 
 impl ApiError {
@@ -26,8 +52,14 @@ impl ApiError {
             code,
             message: message.into(),
             reason,
-            metadata: Map::new(),
+            metadata: Box::default(),
+            details: Vec::new(),
         }
+    }
+
+    pub fn detail(mut self, detail: Detail) -> Self {
+        self.details.push(detail);
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
@@ -74,19 +106,35 @@ impl ApiError {
 
     /// The envelope, as JSON.
     pub fn body(&self) -> Value {
+        let info = json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": self.reason,
+            "domain": ERROR_DOMAIN,
+            "metadata": self.metadata,
+        });
+        let details: Vec<Value> = std::iter::once(info)
+            .chain(self.details.iter().map(Detail::json))
+            .collect();
         json!({
             "error": {
                 "code": self.code.http_status(),
                 "message": self.message,
                 "status": self.code.name(),
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.reason,
-                    "domain": ERROR_DOMAIN,
-                    "metadata": self.metadata,
-                }],
+                "details": details,
             }
         })
+    }
+
+    /// The `WWW-Authenticate` challenge of an authentication or scope error (RFC 6750).
+    fn challenge(&self) -> Option<&'static str> {
+        match self.reason {
+            "CREDENTIALS_MISSING" => Some("Bearer"),
+            "ACCESS_TOKEN_EXPIRED" | "ACCESS_TOKEN_INVALID" => {
+                Some("Bearer error=\"invalid_token\"")
+            }
+            "ACCESS_TOKEN_SCOPE_INSUFFICIENT" => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        }
     }
 }
 
@@ -117,6 +165,19 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        crate::http::json_response(self.code.http_status(), &self.body())
+        let mut resp = crate::http::json_response(self.code.http_status(), &self.body());
+        if let Some(challenge) = self.challenge() {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        for d in &self.details {
+            let Detail::RetryInfo { retry_delay } = d;
+            let secs = retry_delay.as_secs() + u64::from(retry_delay.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
     }
 }

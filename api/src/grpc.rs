@@ -16,13 +16,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response};
 
-use crate::error::{ApiError, ERROR_DOMAIN};
+use crate::auth::{Credentials, Method, Principal};
+use crate::error::{ApiError, Detail, ERROR_DOMAIN};
 use crate::http::MAX_BODY_BYTES;
 use crate::list;
 use crate::pb::google::longrunning::{self as lr, operations_server};
 use crate::pb::google::rpc;
 use crate::pb::lro::v1::{self as lro, jobs_server};
 use crate::render::{METADATA_TYPE, RESPONSE_TYPE};
+use crate::route::collection;
 use crate::service::{Service, Submit};
 
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
@@ -48,6 +50,23 @@ pub async fn serve(
 
 struct Grpc(Service);
 
+impl Grpc {
+    /// The caller of `req`, from its `authorization` / `x-goog-api-key` metadata.
+    fn caller<T>(
+        &self,
+        req: &Request<T>,
+        method: Method,
+        target: &str,
+    ) -> Result<Principal, ApiError> {
+        let md = req.metadata();
+        let creds = Credentials {
+            authorization: md.get("authorization").map(|v| v.as_bytes()),
+            api_key: md.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
+        };
+        self.0.caller(creds, method, target)
+    }
+}
+
 type Answer<T> = Result<Response<T>, tonic::Status>;
 
 #[tonic::async_trait]
@@ -56,12 +75,13 @@ impl operations_server::Operations for Grpc {
         &self,
         req: Request<lr::ListOperationsRequest>,
     ) -> Answer<lr::ListOperationsResponse> {
-        let req = req.into_inner();
         let run = async {
-            let parent = list_parent(&req.name)?;
+            let parent = list_parent(&req.get_ref().name)?;
+            let who = self.caller(&req, Method::List, &collection(&parent))?;
+            let req = req.get_ref();
             let size = list::page_size_of(i64::from(req.page_size))?;
             let token = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
-            let (ops, next) = self.0.list(&parent, &req.filter, size, token).await?;
+            let (ops, next) = self.0.list(&who, &parent, &req.filter, size, token).await?;
             Ok(lr::ListOperationsResponse {
                 operations: ops.iter().map(operation).collect(),
                 next_page_token: next.unwrap_or_default(),
@@ -74,18 +94,27 @@ impl operations_server::Operations for Grpc {
     async fn get_operation(&self, req: Request<lr::GetOperationRequest>) -> Answer<lr::Operation> {
         let run = async {
             let name = operation_name(&req.get_ref().name)?;
-            Ok(operation(&self.0.get(&name).await?))
+            let who = self.caller(&req, Method::Get, name.as_str())?;
+            Ok(operation(&self.0.get(&who, &name).await?))
         };
         answer(run.await)
     }
 
     async fn delete_operation(&self, req: Request<lr::DeleteOperationRequest>) -> Answer<()> {
-        let run = async { self.0.delete(&operation_name(&req.get_ref().name)?).await };
+        let run = async {
+            let name = operation_name(&req.get_ref().name)?;
+            let who = self.caller(&req, Method::Delete, name.as_str())?;
+            self.0.delete(&who, &name).await
+        };
         answer(run.await)
     }
 
     async fn cancel_operation(&self, req: Request<lr::CancelOperationRequest>) -> Answer<()> {
-        let run = async { self.0.cancel(&operation_name(&req.get_ref().name)?).await };
+        let run = async {
+            let name = operation_name(&req.get_ref().name)?;
+            let who = self.caller(&req, Method::Cancel, name.as_str())?;
+            self.0.cancel(&who, &name).await
+        };
         answer(run.await)
     }
 
@@ -99,12 +128,13 @@ impl operations_server::Operations for Grpc {
         let deadline = call_deadline(&req).map(|d| d.saturating_sub((d / 10).min(DEADLINE_MARGIN)));
         let run = async {
             let name = operation_name(&req.get_ref().name)?;
+            let who = self.caller(&req, Method::Wait, name.as_str())?;
             let requested = req.get_ref().timeout.map(duration).transpose()?;
             let timeout = match (requested, deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            Ok(operation(&self.0.wait(&name, timeout).await?))
+            Ok(operation(&self.0.wait(&who, &name, timeout).await?))
         };
         answer(run.await)
     }
@@ -113,10 +143,11 @@ impl operations_server::Operations for Grpc {
 #[tonic::async_trait]
 impl jobs_server::Jobs for Grpc {
     async fn submit_job(&self, req: Request<lro::SubmitJobRequest>) -> Answer<lr::Operation> {
-        let req = req.into_inner();
         let run = async {
-            let parent = Parent::parse(&req.parent)
+            let parent = Parent::parse(&req.get_ref().parent)
                 .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let who = self.caller(&req, Method::Submit, &collection(&parent))?;
+            let req = req.into_inner();
             let input = req.input.as_ref().map(struct_json).transpose()?;
             let submit = Submit {
                 parent,
@@ -125,7 +156,7 @@ impl jobs_server::Jobs for Grpc {
                 request_id: Some(req.request_id).filter(|r| !r.is_empty()),
                 timeout: req.timeout.map(duration).transpose()?,
             };
-            Ok(operation(&self.0.submit(submit).await?))
+            Ok(operation(&self.0.submit(&who, submit).await?))
         };
         answer(run.await)
     }
@@ -193,13 +224,26 @@ fn status(e: ApiError) -> tonic::Status {
     let details = rpc::Status {
         code: e.code.as_i32(),
         message: e.message.clone(),
-        details: vec![any(ERROR_INFO_TYPE, &info)],
+        details: std::iter::once(any(ERROR_INFO_TYPE, &info))
+            .chain(e.details.iter().map(detail))
+            .collect(),
     };
     tonic::Status::with_details(
         tonic::Code::from_i32(e.code.as_i32()),
         e.message,
         details.encode_to_vec().into(),
     )
+}
+
+fn detail(d: &Detail) -> prost_types::Any {
+    match d {
+        Detail::RetryInfo { retry_delay } => any(
+            "type.googleapis.com/google.rpc.RetryInfo",
+            &rpc::RetryInfo {
+                retry_delay: prost_types::Duration::try_from(*retry_delay).ok(),
+            },
+        ),
+    }
 }
 
 fn any(type_url: &str, msg: &impl Message) -> prost_types::Any {
@@ -281,6 +325,7 @@ fn metadata(op: &Operation) -> lro::OperationMetadata {
             .unwrap_or_default(),
         cancel_requested: op.cancel_requested.is_some(),
         cancel_time: op.cancel_requested.map(timestamp),
+        cancel_requested_by: op.cancel_requested_by.clone().unwrap_or_default(),
         timeout: op
             .timeout_ms
             .and_then(|ms| Duration::from_millis(ms).try_into().ok()),
@@ -383,7 +428,9 @@ mod tests {
             .expect("progress");
         out.push(running.clone());
         let mut cancelling = running.clone();
-        cancelling.request_cancel(t + 3_000).expect("cancel");
+        cancelling
+            .request_cancel(t + 3_000, Some("alice"))
+            .expect("cancel");
         out.push(cancelling.clone());
         let mut cancelled = cancelling.clone();
         cancelled

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::auth::Credentials;
 use crate::error::ApiError;
 use crate::list;
 use crate::render;
@@ -36,11 +37,12 @@ async fn dispatch(
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let raw = uri.path().strip_prefix("/v1/").unwrap_or_default();
     let result = match Route::parse(&method, raw) {
-        Ok(route) => handle(&svc, route, query.as_deref(), body).await,
+        Ok(route) => handle(&svc, route, query.as_deref(), &headers, body).await,
         Err(e) => Err(e),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -50,29 +52,44 @@ async fn handle(
     svc: &Service,
     route: Route,
     query: Option<&str>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Authenticated before the body is read: a stranger's request costs no parsing.
+    let key = api_key(headers, query);
+    let creds = Credentials {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        api_key: key.as_deref(),
+    };
+    let (method, target) = route.method();
+    let who = svc.caller(creds, method, &target)?;
+    let who = &who;
     let answer = match route {
         Route::Submit(parent) => {
             let b: SubmitBody = read_json(body, true).await?.unwrap_or_default();
             let op = svc
-                .submit(Submit {
-                    parent,
-                    kind: b.kind,
-                    input: b.input,
-                    request_id: b.request_id,
-                    timeout: parse_timeout(b.timeout.as_deref())?,
-                })
+                .submit(
+                    who,
+                    Submit {
+                        parent,
+                        kind: b.kind,
+                        input: b.input,
+                        request_id: b.request_id,
+                        timeout: parse_timeout(b.timeout.as_deref())?,
+                    },
+                )
                 .await?;
             render::operation(&op)
         }
-        Route::Get(name) => render::operation(&svc.get(&name).await?),
+        Route::Get(name) => render::operation(&svc.get(who, &name).await?),
         Route::List(parent) => {
             let q = ListQuery::parse(query);
             let size = list::page_size(q.page_size.as_deref())?;
             let filter = q.filter.unwrap_or_default();
             let (ops, next) = svc
-                .list(&parent, &filter, size, q.page_token.as_deref())
+                .list(who, &parent, &filter, size, q.page_token.as_deref())
                 .await?;
             let mut out = serde_json::Map::new();
             if !ops.is_empty() {
@@ -87,23 +104,33 @@ async fn handle(
             Value::Object(out)
         }
         Route::Delete(name) => {
-            svc.delete(&name).await?;
+            svc.delete(who, &name).await?;
             json!({})
         }
         Route::Cancel(name) => {
             let b: NameBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
-            svc.cancel(&name).await?;
+            svc.cancel(who, &name).await?;
             json!({})
         }
         Route::Wait(name) => {
             let b: WaitBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
             let timeout = parse_timeout(b.timeout.as_deref())?;
-            render::operation(&svc.wait(&name, timeout).await?)
+            render::operation(&svc.wait(who, &name, timeout).await?)
         }
     };
     Ok(json_response(200, &answer))
+}
+
+/// The API key of a request: `x-goog-api-key`, or else the `key` query parameter.
+fn api_key(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(v) = headers.get("x-goog-api-key") {
+        return Some(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// A `timeout` field: a Duration in its JSON form ("1.5s"; "500ms", "2m" and "1h" are accepted too).

@@ -1,9 +1,12 @@
 //! `lro-api`: Google's long-running operations API over HTTP/JSON, plus job submission. It
 //! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
+pub mod auth;
+pub mod cli;
 mod error;
 mod grpc;
 mod http;
+pub mod limit;
 mod list;
 pub mod pb;
 mod render;
@@ -20,8 +23,11 @@ use lro_common::topology::{Broker, Topology};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::AuthConfig;
 pub use error::ApiError;
 pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES};
+pub use limit::RateLimit;
+pub use service::AUDIT_TARGET;
 pub use service::Service;
 
 /// How often the api's reaper looks for stranded operations.
@@ -38,6 +44,10 @@ pub struct ApiConfig {
     pub max_wait: Duration,
     /// How long an operation is kept once done.
     pub retention: Duration,
+    /// Credentials accepted; none configured means authentication is off.
+    pub auth: AuthConfig,
+    /// Requests per principal; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ApiConfig {
@@ -46,6 +56,8 @@ impl ApiConfig {
             connections,
             max_wait: DEFAULT_MAX_WAIT,
             retention: DEFAULT_RETENTION,
+            auth: AuthConfig::default(),
+            rate_limit: None,
         }
     }
 }
@@ -58,6 +70,7 @@ pub struct App {
 impl App {
     /// Connects to Redis and RabbitMQ and declares the topology.
     pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
+        let auth = auth::Auth::load(&config.auth)?;
         let c = &config.connections;
         let store = Store::connect(&c.redis_url, &c.namespace)
             .await
@@ -72,6 +85,8 @@ impl App {
                 waiters: waiters::Waiters::default(),
                 max_wait: config.max_wait,
                 retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
+                auth,
+                limiter: limit::Limiter::new(config.rate_limit),
             }),
         })
     }
@@ -110,6 +125,26 @@ impl App {
         // Either server failing ends both (and the process).
         tokio::try_join!(rest, grpc)?;
         Ok(())
+    }
+}
+
+/// Refuses to serve strangers by accident: with authentication off, every listener must be on
+/// a loopback address unless `auth_disabled` (`LRO_AUTH_DISABLED=true`) says it is meant.
+pub fn check_exposure(
+    auth: &AuthConfig,
+    auth_disabled: bool,
+    listeners: &[std::net::SocketAddr],
+) -> Result<(), String> {
+    if auth.is_on() || auth_disabled {
+        return Ok(());
+    }
+    match listeners.iter().find(|a| !a.ip().is_loopback()) {
+        Some(a) => Err(format!(
+            "refusing to listen on {a} with authentication off: configure credentials \
+             (LRO_AUTH_HS256_SECRET_FILE, LRO_AUTH_JWKS_FILE or LRO_API_KEYS_FILE) or set \
+             LRO_AUTH_DISABLED=true"
+        )),
+        None => Ok(()),
     }
 }
 

@@ -76,6 +76,9 @@ fn metadata(op: &Operation) -> Value {
     if let Some(at) = op.cancel_requested {
         m.insert("cancelRequested".into(), true.into());
         m.insert("cancelTime".into(), timestamp_json(at).into());
+        if let Some(by) = &op.cancel_requested_by {
+            m.insert("cancelRequestedBy".into(), by.as_str().into());
+        }
     }
     if let Some(ms) = op.timeout_ms {
         m.insert(

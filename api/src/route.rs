@@ -8,6 +8,7 @@ use axum::http::Method;
 use lro_common::name::{OperationName, Parent, check_segment};
 use percent_encoding::percent_decode_str;
 
+use crate::auth;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,30 @@ impl Route {
             _ => return Err(no_route(method, &format!("/v1/{raw}"))),
         };
         Ok(route)
+    }
+}
+
+impl Route {
+    /// The api method this route calls, and what it is called on (for authorization's audit).
+    pub fn method(&self) -> (auth::Method, String) {
+        use auth::Method as M;
+        match self {
+            Self::Submit(p) => (M::Submit, collection(p)),
+            Self::List(p) => (M::List, collection(p)),
+            Self::Get(n) => (M::Get, n.as_str().to_owned()),
+            Self::Delete(n) => (M::Delete, n.as_str().to_owned()),
+            Self::Cancel(n) => (M::Cancel, n.as_str().to_owned()),
+            Self::Wait(n) => (M::Wait, n.as_str().to_owned()),
+        }
+    }
+}
+
+/// `{parent}/operations`, or `operations` at the top level.
+pub fn collection(parent: &Parent) -> String {
+    if parent.is_root() {
+        "operations".to_owned()
+    } else {
+        format!("{parent}/operations")
     }
 }
 

@@ -1,5 +1,9 @@
 //! The operations service: one function per method of google.longrunning.Operations plus job
-//! submission, independent of transport (the HTTP layer calls these; a gRPC layer would too).
+//! submission, independent of transport (REST and gRPC both call these).
+//!
+//! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
+//! and rate-limits) and authorizes it before it reads anything. Submits, cancels and deletes are
+//! written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
 
 use std::time::Duration;
 
@@ -13,13 +17,17 @@ use lro_common::time::now_millis;
 use lro_common::topology::Broker;
 use serde_json::Value;
 
+use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
+use crate::limit::Limiter;
 use crate::list::{self, Filter};
 use crate::waiters::Waiters;
 
 /// The most operations one list call reads from the index while filtering, before it returns a
 /// short page with a token to go on from (AIP-158 allows short pages).
 const LIST_SCAN_LIMIT: usize = 10_000;
+/// The tracing target of the audit log: one line per submit, cancel and delete.
+pub const AUDIT_TARGET: &str = "lro::audit";
 /// Longest accepted request id.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -49,6 +57,8 @@ pub struct Shared {
     pub(crate) max_wait: Duration,
     /// How long done operations are kept.
     pub(crate) retention_ms: u64,
+    pub(crate) auth: Auth,
+    pub(crate) limiter: Limiter,
 }
 
 /// A job submission, already shaped but not yet validated.
@@ -63,7 +73,42 @@ pub struct Submit {
 }
 
 impl Service {
-    pub async fn submit(&self, req: Submit) -> Result<Operation, ApiError> {
+    /// Who sent `creds` (authenticated, and within its rate limit). `method` and `target` (the
+    /// name or collection the request is for) are for the audit log, which records refused
+    /// submits, cancels and deletes too.
+    pub fn caller(
+        &self,
+        creds: Credentials<'_>,
+        method: Method,
+        target: &str,
+    ) -> Result<Principal, ApiError> {
+        let who = self.auth.authenticate(creds);
+        let who = who.and_then(|p| self.limiter.check(&p).map(|()| p));
+        if let Err(e) = &who
+            && matches!(method, Method::Submit | Method::Cancel | Method::Delete)
+        {
+            audit(None, method, target, Err(e));
+        }
+        who
+    }
+
+    pub async fn submit(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
+        let collection = crate::route::collection(&req.parent);
+        let result = self.submit_as(who, req).await;
+        let target = result
+            .as_ref()
+            .map_or(collection.as_str(), |op| op.name.as_str());
+        audit(
+            Some(who),
+            Method::Submit,
+            target,
+            result.as_ref().map(|_| ()),
+        );
+        result
+    }
+
+    async fn submit_as(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
+        who.authorize(Method::Submit, Some(&req.parent))?;
         let kind = self.kind(&req.kind).await?;
         let input = match req.input {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -120,7 +165,7 @@ impl Service {
         // message, a reaper publishes it.
         let (guarded_at, guards) = reaper::guards_for_new(&op);
         match self.store.create(&op, &guards).await? {
-            Created::Existing(existing) => self.get(&existing).await,
+            Created::Existing(existing) => self.read(&existing).await,
             Created::New => {
                 let published =
                     reaper::publish(&self.store, &self.publisher, &op.name, guarded_at).await;
@@ -163,7 +208,12 @@ impl Service {
         })
     }
 
-    pub async fn get(&self, name: &OperationName) -> Result<Operation, ApiError> {
+    pub async fn get(&self, who: &Principal, name: &OperationName) -> Result<Operation, ApiError> {
+        who.authorize(Method::Get, Some(name.parent()))?;
+        self.read(name).await
+    }
+
+    async fn read(&self, name: &OperationName) -> Result<Operation, ApiError> {
         self.store
             .get(name)
             .await
@@ -173,11 +223,13 @@ impl Service {
     /// One page of operations under `parent`, and the token of the next page if there is one.
     pub async fn list(
         &self,
+        who: &Principal,
         parent: &Parent,
         filter_text: &str,
         page_size: usize,
         page_token: Option<&str>,
     ) -> Result<(Vec<Operation>, Option<String>), ApiError> {
+        who.authorize(Method::List, Some(parent))?;
         let filter = Filter::parse(filter_text)?;
         let mut after = match page_token {
             Some(t) if !t.is_empty() => Some(list::read_page_token(t, parent, filter_text)?),
@@ -215,21 +267,44 @@ impl Service {
         }
     }
 
-    pub async fn delete(&self, name: &OperationName) -> Result<(), ApiError> {
-        if self.store.delete(name).await? {
-            Ok(())
-        } else {
-            Err(ApiError::not_found(name.as_str()))
-        }
+    pub async fn delete(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
+        let result = async {
+            who.authorize(Method::Delete, Some(name.parent()))?;
+            if self.store.delete(name).await? {
+                Ok(())
+            } else {
+                Err(ApiError::not_found(name.as_str()))
+            }
+        };
+        let result = result.await;
+        audit(
+            Some(who),
+            Method::Delete,
+            name.as_str(),
+            result.as_ref().map(|_| ()),
+        );
+        result
     }
 
     /// Records the cancel in Redis first, then tells the worker running it. A lost message delays
     /// the cancel (the worker re-checks Redis) but never loses it, so a failed publish still
     /// answers OK.
-    pub async fn cancel(&self, name: &OperationName) -> Result<(), ApiError> {
+    pub async fn cancel(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
+        let result = self.cancel_as(who, name).await;
+        audit(
+            Some(who),
+            Method::Cancel,
+            name.as_str(),
+            result.as_ref().map(|_| ()),
+        );
+        result
+    }
+
+    async fn cancel_as(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
+        who.authorize(Method::Cancel, Some(name.parent()))?;
         let (_, effect) = self
             .store
-            .update(name, |op| op.request_cancel(now_millis()))
+            .update(name, |op| op.request_cancel(now_millis(), who.name()))
             .await
             .map_err(|e| match e {
                 StoreError::Refused(Refused::NotCancellable(kind)) => ApiError::new(
@@ -252,9 +327,11 @@ impl Service {
     /// (capped by the server's maximum) runs out.
     pub async fn wait(
         &self,
+        who: &Principal,
         name: &OperationName,
         timeout: Option<Duration>,
     ) -> Result<Operation, ApiError> {
+        who.authorize(Method::Wait, Some(name.parent()))?;
         let timeout = timeout.map_or(self.max_wait, |t| t.min(self.max_wait));
         let deadline = tokio::time::Instant::now() + timeout;
         let notify = self.waiters.watch(name.as_str());
@@ -263,13 +340,13 @@ impl Service {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let op = self.get(name).await?;
+            let op = self.read(name).await?;
             if op.is_done() {
                 return Ok(op);
             }
             tokio::select! {
                 () = notified => {}
-                () = tokio::time::sleep_until(deadline) => return self.get(name).await,
+                () = tokio::time::sleep_until(deadline) => return self.read(name).await,
             }
         }
     }
@@ -279,5 +356,33 @@ fn not_found_as(e: StoreError, name: &OperationName) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::not_found(name.as_str()),
         e => e.into(),
+    }
+}
+
+/// One audit line: who called which method on what, and how it ended (`OK`, or the error's
+/// canonical code and reason). `who` is `None` when the caller could not be authenticated.
+fn audit(who: Option<&Principal>, method: Method, name: &str, result: Result<(), &ApiError>) {
+    let principal = who.map_or("unauthenticated", Principal::label);
+    let time = lro_common::time::timestamp_json(now_millis());
+    match result {
+        Ok(()) => tracing::info!(
+            target: AUDIT_TARGET,
+            time,
+            principal,
+            method = method.rpc(),
+            name,
+            outcome = "OK",
+            "audit"
+        ),
+        Err(e) => tracing::info!(
+            target: AUDIT_TARGET,
+            time,
+            principal,
+            method = method.rpc(),
+            name,
+            outcome = e.code.name(),
+            reason = e.reason,
+            "audit"
+        ),
     }
 }

@@ -57,6 +57,9 @@ pub struct Operation {
     /// When a cancel was first requested, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<Millis>,
+    /// Who asked for the first cancel (a token's `sub`, an API key's name), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_by: Option<String>,
     /// No attempt may start before this (a retry's backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Millis>,
@@ -249,6 +252,7 @@ impl Operation {
             attempt: 0,
             progress: None,
             cancel_requested: None,
+            cancel_requested_by: None,
             not_before: None,
             last_error: None,
             stop_forced: false,
@@ -394,15 +398,23 @@ impl Operation {
         Ok(expired)
     }
 
-    /// An operator asks for a cancel. Idempotent.
-    pub fn request_cancel(&mut self, now: Millis) -> Result<CancelEffect, Refused> {
+    /// An operator (`by`, when known) asks for a cancel. Idempotent: the first request's time
+    /// and principal are the ones kept.
+    pub fn request_cancel(
+        &mut self,
+        now: Millis,
+        by: Option<&str>,
+    ) -> Result<CancelEffect, Refused> {
         if !self.cancellable {
             return Err(Refused::NotCancellable(self.kind.clone()));
         }
         match &self.phase {
             Phase::Done { .. } => Ok(CancelEffect::AlreadyDone),
             Phase::Queued => {
-                self.cancel_requested.get_or_insert(now);
+                if self.cancel_requested.is_none() {
+                    self.cancel_requested = Some(now);
+                    self.cancel_requested_by = by.map(str::to_owned);
+                }
                 self.phase = Phase::Done {
                     run: None,
                     ended: now,
@@ -415,6 +427,7 @@ impl Operation {
                 let worker = run.worker.clone();
                 if self.cancel_requested.is_none() {
                     self.cancel_requested = Some(now);
+                    self.cancel_requested_by = by.map(str::to_owned);
                     self.updated = now;
                 }
                 Ok(CancelEffect::Requested {
@@ -614,9 +627,21 @@ mod tests {
     }
 
     #[test]
+    fn the_first_cancel_names_who_asked() {
+        let mut o = running();
+        o.request_cancel(2, Some("alice")).unwrap();
+        o.request_cancel(3, Some("bob")).unwrap();
+        assert_eq!(o.cancel_requested, Some(2));
+        assert_eq!(o.cancel_requested_by.as_deref(), Some("alice"));
+        let mut q = op(true);
+        q.request_cancel(4, Some("carol")).unwrap();
+        assert_eq!(q.cancel_requested_by.as_deref(), Some("carol"));
+    }
+
+    #[test]
     fn start_of_done_is_refused() {
         let mut o = op(true);
-        o.request_cancel(2).unwrap();
+        o.request_cancel(2, None).unwrap();
         assert_eq!(o.start("w1", 3, 10), Err(Refused::Done));
         assert_eq!(o.state(), State::Cancelled);
     }
@@ -624,7 +649,10 @@ mod tests {
     #[test]
     fn cancel_while_queued_finishes_at_once() {
         let mut o = op(true);
-        assert_eq!(o.request_cancel(5), Ok(CancelEffect::CancelledWhileQueued));
+        assert_eq!(
+            o.request_cancel(5, None),
+            Ok(CancelEffect::CancelledWhileQueued)
+        );
         assert_eq!(o.state(), State::Cancelled);
         assert_eq!(o.cancel_requested, Some(5));
         assert!(o.run().is_none());
@@ -633,7 +661,7 @@ mod tests {
     #[test]
     fn cancel_while_running_sets_the_fact_and_names_the_worker() {
         let mut o = running();
-        let eff = o.request_cancel(5).unwrap();
+        let eff = o.request_cancel(5, None).unwrap();
         assert_eq!(
             eff,
             CancelEffect::Requested {
@@ -644,14 +672,14 @@ mod tests {
         assert_eq!(o.state(), State::Cancelling);
         // Repeat: same effect, first request time kept.
         let before = o.clone();
-        assert_eq!(o.request_cancel(9).unwrap(), eff);
+        assert_eq!(o.request_cancel(9, None).unwrap(), eff);
         assert_eq!(o, before);
     }
 
     #[test]
     fn no_takeover_after_a_cancel_request_the_reaper_ends_it() {
         let mut o = running();
-        o.request_cancel(5).unwrap();
+        o.request_cancel(5, None).unwrap();
         let before = o.clone();
         assert_eq!(o.start("w2", 11, 21), Err(Refused::Done));
         assert_eq!(o, before);
@@ -664,7 +692,7 @@ mod tests {
         let mut o = running();
         o.finish(1, Terminal::Succeeded(json!("ok")), 3).unwrap();
         let before = o.clone();
-        assert_eq!(o.request_cancel(4), Ok(CancelEffect::AlreadyDone));
+        assert_eq!(o.request_cancel(4, None), Ok(CancelEffect::AlreadyDone));
         assert_eq!(o, before);
     }
 
@@ -672,13 +700,13 @@ mod tests {
     fn cancel_of_uncancellable_is_refused_in_every_phase() {
         let mut o = op(false);
         assert!(matches!(
-            o.request_cancel(2),
+            o.request_cancel(2, None),
             Err(Refused::NotCancellable(_))
         ));
         o.start("w", 3, 10).unwrap();
         let before = o.clone();
         assert!(matches!(
-            o.request_cancel(4),
+            o.request_cancel(4, None),
             Err(Refused::NotCancellable(_))
         ));
         assert_eq!(o, before);
@@ -687,7 +715,7 @@ mod tests {
     #[test]
     fn completion_despite_cancellation_stays_succeeded() {
         let mut o = running();
-        o.request_cancel(3).unwrap();
+        o.request_cancel(3, None).unwrap();
         o.finish(1, Terminal::Succeeded(json!(7)), 4).unwrap();
         assert_eq!(o.state(), State::Succeeded);
     }
@@ -695,7 +723,7 @@ mod tests {
     #[test]
     fn first_terminal_writer_wins() {
         let mut o = running();
-        o.request_cancel(3).unwrap();
+        o.request_cancel(3, None).unwrap();
         o.finish(1, Terminal::Cancelled, 4).unwrap();
         assert_eq!(
             o.finish(1, Terminal::Succeeded(json!(1)), 5),
@@ -715,7 +743,7 @@ mod tests {
         o.finish(1, Terminal::Failed(Status::new(Code::Internal, "boom")), 3)
             .unwrap();
         assert_eq!(o.state(), State::Failed);
-        assert_eq!(o.request_cancel(4), Ok(CancelEffect::AlreadyDone));
+        assert_eq!(o.request_cancel(4, None), Ok(CancelEffect::AlreadyDone));
     }
 
     #[test]
@@ -751,7 +779,10 @@ mod tests {
         assert_eq!(o.start("w2", 5, 15).unwrap().attempt, 2);
         // A cancel after the hand-back finishes it at once.
         o.hand_back(2, 6).unwrap();
-        assert_eq!(o.request_cancel(7), Ok(CancelEffect::CancelledWhileQueued));
+        assert_eq!(
+            o.request_cancel(7, None),
+            Ok(CancelEffect::CancelledWhileQueued)
+        );
         assert_eq!(o.start("w3", 8, 18), Err(Refused::Done));
     }
 
@@ -783,7 +814,7 @@ mod tests {
     #[test]
     fn a_cancel_is_never_retried() {
         let mut o = running();
-        o.request_cancel(3).unwrap();
+        o.request_cancel(3, None).unwrap();
         let boom = Status::new(Code::Unavailable, "try later");
         assert_eq!(o.retry(1, boom, 4, 50), Ok(Retried::Cancelled));
         assert_eq!(o.state(), State::Cancelled);
@@ -791,13 +822,16 @@ mod tests {
         let mut q = running();
         q.retry(1, Status::new(Code::Unavailable, "x"), 4, 50)
             .unwrap();
-        assert_eq!(q.request_cancel(5), Ok(CancelEffect::CancelledWhileQueued));
+        assert_eq!(
+            q.request_cancel(5, None),
+            Ok(CancelEffect::CancelledWhileQueued)
+        );
     }
 
     #[test]
     fn hand_back_of_a_cancelling_operation_ends_it_cancelled() {
         let mut o = running();
-        o.request_cancel(3).unwrap();
+        o.request_cancel(3, None).unwrap();
         o.hand_back(1, 4).unwrap();
         assert_eq!(o.state(), State::Cancelled);
     }
@@ -817,7 +851,7 @@ mod tests {
         // Never shortened.
         o.renew(1, 15).unwrap();
         assert_eq!(o.run().unwrap().lease_until, 20);
-        o.request_cancel(5).unwrap();
+        o.request_cancel(5, None).unwrap();
         assert_eq!(
             o.renew(1, 25),
             Ok(Renewed {
@@ -865,7 +899,7 @@ mod tests {
     #[test]
     fn expire_of_a_cancelling_operation_ends_it_cancelled() {
         let mut o = running();
-        o.request_cancel(5).unwrap();
+        o.request_cancel(5, None).unwrap();
         assert_eq!(o.expire(10), Ok(Expired::Cancelled));
         assert_eq!(o.state(), State::Cancelled);
         assert_eq!(

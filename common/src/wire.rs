@@ -112,7 +112,7 @@ mod tests {
         };
         check(&op);
         op.start("w", 2, 10).unwrap();
-        op.request_cancel(3).unwrap();
+        op.request_cancel(3, None).unwrap();
         check(&op);
         op.finish(1, Terminal::Succeeded(json!({"a": 1})), 4)
             .unwrap();

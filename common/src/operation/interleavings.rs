@@ -159,7 +159,7 @@ impl World {
             // An operator cancels; the message reaches the worker named in the record, or is lost.
             3 => {
                 let now = self.now;
-                match self.apply(|op| op.request_cancel(now)) {
+                match self.apply(|op| op.request_cancel(now, None)) {
                     Ok(CancelEffect::CancelledWhileQueued) => self.cancelled_while_queued = true,
                     Ok(CancelEffect::Requested { attempt, .. }) if rng.chance(60) => {
                         for job in self.workers.iter_mut().flatten() {

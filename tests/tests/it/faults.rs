@@ -135,7 +135,7 @@ async fn a_cancel_whose_message_was_lost_is_honoured_on_lease_renewal() {
     let store = store(&env).await;
     let op_name = lro_common::name::OperationName::parse(&name).expect("name");
     store
-        .update(&op_name, |op| op.request_cancel(now_millis()))
+        .update(&op_name, |op| op.request_cancel(now_millis(), None))
         .await
         .expect("cancel recorded");
 

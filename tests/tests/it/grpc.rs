@@ -22,13 +22,13 @@ use crate::harness::{Env, state_of};
 
 /// Both gRPC services of one api.
 #[derive(Clone)]
-struct Grpc {
-    ops: OperationsClient<Channel>,
-    jobs: JobsClient<Channel>,
+pub struct Grpc {
+    pub ops: OperationsClient<Channel>,
+    pub jobs: JobsClient<Channel>,
 }
 
 impl Grpc {
-    async fn connect(env: &Env) -> Self {
+    pub async fn connect(env: &Env) -> Self {
         let channel = Channel::from_shared(format!("http://{}", env.sys.grpc_addr))
             .expect("uri")
             .connect()

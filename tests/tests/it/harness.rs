@@ -44,10 +44,7 @@ impl Env {
         let sys = System::start_with("t", configure)
             .await
             .expect("api starts");
-        let api = Api {
-            http: reqwest::Client::new(),
-            base: format!("http://{}", sys.addr),
-        };
+        let api = Api::at(&format!("http://{}", sys.addr));
         Self { sys, api }
     }
 
@@ -104,6 +101,8 @@ impl Env {
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// The `WWW-Authenticate` header, if any.
+    pub challenge: Option<String>,
 }
 
 impl Reply {
@@ -144,18 +143,49 @@ impl Reply {
 pub struct Api {
     http: reqwest::Client,
     pub base: String,
+    /// Sent with every request (credentials).
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Api {
+    /// A client of the api at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            headers: reqwest::header::HeaderMap::new(),
+        }
+    }
+
+    /// The same client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &'static str, value: &str) -> Self {
+        let mut api = self.clone();
+        api.headers
+            .insert(name, value.parse().expect("header value"));
+        api
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn bearer(&self, token: &str) -> Self {
+        self.with_header("authorization", &format!("Bearer {token}"))
+    }
+
     /// Any request: `path` is everything after the host, e.g. `/v1/operations`.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
         let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(verb, format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(verb, format!("{}{path}", self.base))
+            .headers(self.headers.clone());
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
         let res = req.send().await.expect("api answers");
         let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii").to_owned());
         let bytes = res.bytes().await.expect("body");
         crate::proto::check(crate::proto::message_for(method, path, status), &bytes);
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -164,7 +194,11 @@ impl Api {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            challenge,
+        }
     }
 
     /// A request whose path goes on the wire exactly as given (an HTTP client library would
@@ -200,7 +234,11 @@ impl Api {
         );
         let body = serde_json::from_str(body)
             .unwrap_or_else(|e| panic!("non-JSON answer ({status}): {e}: {body:?}"));
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            challenge: None,
+        }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
