@@ -21,16 +21,24 @@ impl Procs {
     /// Starts `lro-api` on a free port and `workers` × `lro-worker` with `concurrency` each, in
     /// a fresh namespace; returns once the api answers.
     pub async fn start(prefix: &str, workers: usize, concurrency: usize) -> anyhow::Result<Self> {
+        Self::start_with(prefix, workers, concurrency, &[]).await
+    }
+
+    /// [`Procs::start`], with these variables for the api as well.
+    pub async fn start_with(
+        prefix: &str,
+        workers: usize,
+        concurrency: usize,
+        api_vars: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let namespace = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let api = spawn(
-            "lro-api",
-            &namespace,
-            &[
-                ("LRO_HTTP_ADDR", addr.to_string()),
-                ("LRO_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ],
-        )?;
+        let mut vars = vec![
+            ("LRO_HTTP_ADDR", addr.to_string()),
+            ("LRO_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ];
+        vars.extend(api_vars.iter().cloned());
+        let api = spawn("lro-api", &namespace, &vars)?;
         let mut children = Vec::new();
         for i in 0..workers {
             children.push(spawn(

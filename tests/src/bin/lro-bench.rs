@@ -9,6 +9,8 @@
 //!   submits per second, and operations per second end to end (submit → done, counted on the
 //!   done channel), beside Redis writes per second at the same concurrency;
 //! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records;
+//! - `auth`: the same `GET`s with a JWT on every request vs authentication off (two api
+//!   processes, measured in turn);
 //! - `fanout`: 200 jobs on 1, 2, 4 and 8 workers, each cancelled: cancel messages the workers
 //!   received per cancel (routed to the owner: 1 whatever the workers), and the latency;
 //! - `scale`: N long `sleep`s in flight on two worker processes (N from `--scale`): the workers'
@@ -39,12 +41,12 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
-    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, fanout, scale,
-    /// celery.
+    /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
+    /// scale, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,fanout,scale,celery"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,celery"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -186,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("reads") {
         rows.extend(reads(&args).await?);
+    }
+    if run("auth") {
+        rows.extend(auth(&args).await?);
     }
     if run("fanout") {
         for workers in [1, 2, 4, 8] {
@@ -570,37 +575,7 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
     let names = Arc::new(names);
     let window = Duration::from_secs(args.read_secs);
 
-    // A lean HTTP/1.1 client (hyper, one keep-alive connection per loop): the clients share
-    // the machine's 2 cores with the api, so a heavier client would measure itself.
-    let mut senders = Vec::new();
-    for _ in 0..args.clients {
-        let stream = tokio::net::TcpStream::connect(procs.addr).await?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        senders.push(tokio::sync::Mutex::new(sender));
-    }
-    let paths: Vec<hyper::Uri> = names
-        .iter()
-        .map(|n| format!("/v1/{n}").parse())
-        .collect::<Result<_, _>>()?;
-    let http_count = closed_loop(args.clients, window, |c, i| {
-        let (senders, path) = (&senders, paths[i % paths.len()].clone());
-        async move {
-            let mut sender = senders[c].lock().await;
-            sender.ready().await?;
-            let req = hyper::Request::get(path)
-                .header(hyper::header::HOST, "127.0.0.1")
-                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-            let res = sender.send_request(req).await?;
-            if !res.status().is_success() {
-                bail!("GET answered {}", res.status());
-            }
-            http_body_util::BodyExt::collect(res.into_body()).await?;
-            anyhow::Ok(())
-        }
-    })
-    .await?;
+    let http_count = get_loop(procs.addr, &names, args.clients, window, None).await?;
 
     let keys = lro_common::store::Keys::new(&procs.namespace);
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
@@ -652,6 +627,129 @@ async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
         ),
         Row::value("reads", "GET /v1/{name}", "req/s", http_count, api)
             .compared(api / raw, ">= 0.5"),
+    ])
+}
+
+/// `GET /v1/{name}` of `names` in turn from `clients` loops for `window`, each with an
+/// `Authorization` header when `authorization` is given; returns how many were answered.
+async fn get_loop(
+    addr: std::net::SocketAddr,
+    names: &[String],
+    clients: usize,
+    window: Duration,
+    authorization: Option<&str>,
+) -> anyhow::Result<usize> {
+    // A lean HTTP/1.1 client (hyper, one keep-alive connection per loop): the clients share
+    // the machine's 2 cores with the api, so a heavier client would measure itself.
+    let mut senders = Vec::new();
+    for _ in 0..clients {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        senders.push(tokio::sync::Mutex::new(sender));
+    }
+    let paths: Vec<hyper::Uri> = names
+        .iter()
+        .map(|n| format!("/v1/{n}").parse())
+        .collect::<Result<_, _>>()?;
+    closed_loop(clients, window, |c, i| {
+        let (senders, path) = (&senders, paths[i % paths.len()].clone());
+        async move {
+            let mut sender = senders[c].lock().await;
+            sender.ready().await?;
+            let mut req = hyper::Request::get(path).header(hyper::header::HOST, "127.0.0.1");
+            if let Some(a) = authorization {
+                req = req.header(hyper::header::AUTHORIZATION, a);
+            }
+            let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let res = sender.send_request(req).await?;
+            if !res.status().is_success() {
+                bail!("GET answered {}", res.status());
+            }
+            http_body_util::BodyExt::collect(res.into_body()).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await
+}
+
+/// `GET /v1/{name}` with a JWT on every request (HS256, verified once and cached by the api)
+/// vs the same without authentication: two api processes, measured in turn `rounds` times;
+/// the median of the per-round ratios.
+async fn auth(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let dir = std::env::temp_dir().join(format!("lro-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let secret = dir.join("secret");
+    std::fs::write(&secret, b"bench-secret-bench-secret-bench-secret")?;
+    let plain = Procs::start("bench", 0, 1).await?;
+    let secured = Procs::start_with(
+        "bench",
+        0,
+        1,
+        &[("LRO_AUTH_HS256_SECRET_FILE", secret.display().to_string())],
+    )
+    .await?;
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "bench", "scope": "lro.admin", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"bench-secret-bench-secret-bench-secret")?,
+    )?;
+    let bearer = format!("Bearer {token}");
+    let http = reqwest::Client::new();
+    let (mut plain_names, mut secured_names) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        plain_names.push(submit(&http, &plain.url("jobs"), "noop").await?);
+        let name = http
+            .post(secured.url("jobs"))
+            .header("authorization", &bearer)
+            .json(&json!({"kind": "noop"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await?["name"]
+            .as_str()
+            .context("no name")?
+            .to_owned();
+        secured_names.push(name);
+    }
+    let window = Duration::from_secs(args.read_secs);
+    let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let a = get_loop(plain.addr, &plain_names, args.clients, window, None).await?;
+        let b = get_loop(
+            secured.addr,
+            &secured_names,
+            args.clients,
+            window,
+            Some(&bearer),
+        )
+        .await?;
+        let secs = window.as_secs_f64();
+        without.push(a as f64 / secs);
+        with.push(b as f64 / secs);
+        ratios.push(b as f64 / a as f64);
+    }
+    plain.stop().await;
+    secured.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let ratio = Summary::of(&ratios).p50;
+    Ok(vec![
+        Row::summary(
+            "auth",
+            "GET /v1/{name}, authentication off (baseline)",
+            "req/s",
+            Summary::of(&without),
+        ),
+        Row::summary(
+            "auth",
+            "GET /v1/{name} with a JWT on every request",
+            "req/s",
+            Summary::of(&with),
+        )
+        .compared(ratio, ">= 0.9 (median of 3 interleaved rounds)"),
     ])
 }
 
