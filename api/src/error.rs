@@ -1,5 +1,6 @@
 //! The one error type of the api, rendered as Google's error envelope (AIP-193):
-//! `{"error": {"code", "message", "status", "details": [ErrorInfo]}}`.
+//! `{"error": {"code", "message", "status", "details": [ErrorInfo, …]}}`: always one ErrorInfo,
+//! then the error's further [`Detail`]s (the same ones go into gRPC's status details).
 //!
 //! Unexpected errors become an opaque INTERNAL, logged once here with their cause chain.
 
@@ -18,6 +19,46 @@ pub struct ApiError {
     /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to branch on.
     pub reason: &'static str,
     pub metadata: Map<String, Value>,
+    /// Details after the ErrorInfo, in order.
+    pub details: Vec<Detail>,
+}
+
+/// A `google.rpc` error detail beside the ErrorInfo (google/rpc/error_details.proto).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// `google.rpc.BadRequest`: which fields of the request are wrong, and why.
+    BadRequest(Vec<FieldViolation>),
+}
+
+/// One `google.rpc.BadRequest.FieldViolation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path in Google's dotted style, e.g. `input.items[2].x`.
+    pub field: String,
+    /// What is wrong with it, lowercase, e.g. `must be at least 1`.
+    pub description: String,
+}
+
+impl Detail {
+    /// The `google.protobuf.Any` type URL of the detail.
+    pub fn type_url(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "type.googleapis.com/google.rpc.BadRequest",
+        }
+    }
+
+    /// The detail in the proto3 JSON form of its `Any`.
+    fn json(&self) -> Value {
+        match self {
+            Self::BadRequest(violations) => json!({
+                "@type": self.type_url(),
+                "fieldViolations": violations
+                    .iter()
+                    .map(|v| json!({ "field": v.field, "description": v.description }))
+                    .collect::<Vec<_>>(),
+            }),
+        }
+    }
 }
 
 impl ApiError {
@@ -27,7 +68,14 @@ impl ApiError {
             message: message.into(),
             reason,
             metadata: Map::new(),
+            details: Vec::new(),
         }
+    }
+
+    /// Adds a detail after the ErrorInfo.
+    pub fn with_detail(mut self, detail: Detail) -> Self {
+        self.details.push(detail);
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
@@ -74,17 +122,21 @@ impl ApiError {
 
     /// The envelope, as JSON.
     pub fn body(&self) -> Value {
+        let info = json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": self.reason,
+            "domain": ERROR_DOMAIN,
+            "metadata": self.metadata,
+        });
+        let details: Vec<Value> = std::iter::once(info)
+            .chain(self.details.iter().map(Detail::json))
+            .collect();
         json!({
             "error": {
                 "code": self.code.http_status(),
                 "message": self.message,
                 "status": self.code.name(),
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.reason,
-                    "domain": ERROR_DOMAIN,
-                    "metadata": self.metadata,
-                }],
+                "details": details,
             }
         })
     }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response};
 
-use crate::error::{ApiError, ERROR_DOMAIN};
+use crate::error::{ApiError, Detail, ERROR_DOMAIN};
 use crate::http::MAX_BODY_BYTES;
 use crate::list;
 use crate::pb::google::longrunning::{self as lr, operations_server};
@@ -129,6 +129,19 @@ impl jobs_server::Jobs for Grpc {
         };
         answer(run.await)
     }
+
+    async fn list_kinds(
+        &self,
+        _req: Request<lro::ListKindsRequest>,
+    ) -> Answer<lro::ListKindsResponse> {
+        let run = async {
+            let kinds = self.0.kinds().await?;
+            Ok(lro::ListKindsResponse {
+                kinds: kinds.iter().map(kind).collect(),
+            })
+        };
+        answer(run.await)
+    }
 }
 
 /// How much earlier than a call's deadline a wait answers, at most.
@@ -176,7 +189,7 @@ fn call_deadline<T>(req: &Request<T>) -> Option<Duration> {
 }
 
 /// The error as gRPC sends it: code and message, and the `google.rpc.Status` with its
-/// `ErrorInfo` in the details trailer.
+/// `ErrorInfo` and further details in the details trailer.
 fn status(e: ApiError) -> tonic::Status {
     let info = rpc::ErrorInfo {
         reason: e.reason.to_owned(),
@@ -193,13 +206,33 @@ fn status(e: ApiError) -> tonic::Status {
     let details = rpc::Status {
         code: e.code.as_i32(),
         message: e.message.clone(),
-        details: vec![any(ERROR_INFO_TYPE, &info)],
+        details: std::iter::once(any(ERROR_INFO_TYPE, &info))
+            .chain(e.details.iter().map(detail))
+            .collect(),
     };
     tonic::Status::with_details(
         tonic::Code::from_i32(e.code.as_i32()),
         e.message,
         details.encode_to_vec().into(),
     )
+}
+
+fn detail(d: &Detail) -> prost_types::Any {
+    match d {
+        Detail::BadRequest(violations) => {
+            let msg = rpc::BadRequest {
+                field_violations: violations
+                    .iter()
+                    .map(|v| rpc::bad_request::FieldViolation {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            any(d.type_url(), &msg)
+        }
+    }
 }
 
 fn any(type_url: &str, msg: &impl Message) -> prost_types::Any {
@@ -288,6 +321,19 @@ fn metadata(op: &Operation) -> lro::OperationMetadata {
         stop_forced: op.stop_forced,
         next_attempt_time: next_attempt.map(timestamp),
         last_attempt_error: op.last_error.as_ref().map(rpc_status),
+    }
+}
+
+/// A kind as an `lro.v1.Kind`; its schema is an object (see `schema.rs`).
+fn kind(k: &lro_common::kinds::KindInfo) -> lro::Kind {
+    let input_schema = match value(&k.input_schema).kind {
+        Some(Kind::StructValue(s)) => s,
+        _ => prost_types::Struct::default(),
+    };
+    lro::Kind {
+        name: k.name.clone(),
+        cancellable: k.cancellable,
+        input_schema: Some(input_schema),
     }
 }
 
@@ -461,5 +507,27 @@ mod tests {
                 op.state()
             );
         }
+    }
+
+    /// `GET /v1/kinds` answers the proto3 JSON of the `ListKinds` message.
+    #[test]
+    fn rest_kinds_json_is_the_proto3_json_of_the_grpc_message() {
+        let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let desc = pool
+            .get_message_by_name("lro.v1.ListKindsResponse")
+            .expect("ListKindsResponse");
+        let kinds = lro_common::kinds::builtin();
+        let msg = lro::ListKindsResponse {
+            kinds: kinds.iter().map(kind).collect(),
+        };
+        let msg = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).expect("decode");
+        let mut ser = serde_json::Serializer::new(Vec::new());
+        msg.serialize_with_options(&mut ser, &SerializeOptions::new())
+            .expect("serialize");
+        let via_proto: Value = serde_json::from_slice(&ser.into_inner()).expect("json");
+        assert_eq!(
+            numbers_as_doubles(crate::render::kinds(&kinds)),
+            numbers_as_doubles(via_proto)
+        );
     }
 }

@@ -102,6 +102,7 @@ async fn handle(
             let timeout = parse_timeout(b.timeout.as_deref())?;
             render::operation(&svc.wait(&name, timeout).await?)
         }
+        Route::Kinds => render::kinds(&svc.kinds().await?),
     };
     Ok(json_response(200, &answer))
 }
