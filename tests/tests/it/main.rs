@@ -8,6 +8,7 @@ mod google;
 mod grpc;
 mod harness;
 mod input;
+mod kinds;
 mod lifecycle;
 mod list;
 mod outages;
