@@ -7,7 +7,9 @@
 use axum::response::{IntoResponse, Response};
 use lro_common::status::Code;
 use lro_common::store::StoreError;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "lro";
@@ -18,7 +20,9 @@ pub struct ApiError {
     pub message: String,
     /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to branch on.
     pub reason: &'static str,
-    pub metadata: Map<String, Value>,
+    /// `ErrorInfo.metadata`: a `map<string, string>` in the proto, so strings here (and a
+    /// `BTreeMap`, which keeps the error small: it is the `Err` of most of the api's functions).
+    pub metadata: BTreeMap<String, String>,
     /// Details after the ErrorInfo, in order.
     pub details: Vec<Detail>,
 }
@@ -67,7 +71,7 @@ impl ApiError {
             code,
             message: message.into(),
             reason,
-            metadata: Map::new(),
+            metadata: BTreeMap::new(),
             details: Vec::new(),
         }
     }
@@ -79,8 +83,7 @@ impl ApiError {
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.metadata
-            .insert(key.to_owned(), Value::String(value.into()));
+        self.metadata.insert(key.to_owned(), value.into());
         self
     }
 

@@ -194,14 +194,7 @@ fn status(e: ApiError) -> tonic::Status {
     let info = rpc::ErrorInfo {
         reason: e.reason.to_owned(),
         domain: ERROR_DOMAIN.to_owned(),
-        metadata: e
-            .metadata
-            .iter()
-            .map(|(k, v)| {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                (k.clone(), v)
-            })
-            .collect::<HashMap<_, _>>(),
+        metadata: e.metadata.into_iter().collect::<HashMap<_, _>>(),
     };
     let details = rpc::Status {
         code: e.code.as_i32(),

@@ -377,7 +377,7 @@ async fn grpc_submit_outside_the_schema_is_invalid_argument_with_a_bad_request()
     let env = Env::start().await;
     let channel = channel(&env).await;
     let mut jobs = JobsClient::new(channel.clone());
-    let cases: Vec<(&str, Vec<(&str, prost_types::Value)>, BTreeSet<String>)> = vec![
+    let cases: Vec<GrpcCase> = vec![
         (
             "sleep",
             vec![("duration", string("forever")), ("steps", number(0.0))],
@@ -431,6 +431,13 @@ async fn grpc_submit_outside_the_schema_is_invalid_argument_with_a_bad_request()
         .into_inner();
     assert!(listed.operations.is_empty(), "{listed:?}");
 }
+
+/// A kind, its input's fields, and the fields the refusal must name.
+type GrpcCase = (
+    &'static str,
+    Vec<(&'static str, prost_types::Value)>,
+    BTreeSet<String>,
+);
 
 async fn channel(env: &Env) -> Channel {
     Channel::from_shared(format!("http://{}", env.sys.grpc_addr))
