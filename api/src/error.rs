@@ -1,17 +1,18 @@
 //! The one error type of the api, rendered as Google's error envelope (AIP-193):
-//! `{"error": {"code", "message", "status", "details": [ErrorInfo, …]}}`, the ErrorInfo first and
-//! then any further [`Detail`]s. Over REST a 401 carries `WWW-Authenticate: Bearer` and a 429
-//! `Retry-After`.
+//! `{"error": {"code", "message", "status", "details": [ErrorInfo, …]}}`: always one ErrorInfo,
+//! then the error's further [`Detail`]s (the same ones go into gRPC's status details). Over REST
+//! a 401 carries `WWW-Authenticate: Bearer` and a 429 `Retry-After`.
 //!
 //! Unexpected errors become an opaque INTERNAL, logged once here with their cause chain.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use lro_common::status::Code;
 use lro_common::store::StoreError;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "lro";
@@ -22,24 +23,52 @@ pub struct ApiError {
     pub message: String,
     /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to branch on.
     pub reason: &'static str,
-    /// Boxed, like the details: an `ApiError` travels in every `Result` of the request path.
-    pub metadata: Box<Map<String, Value>>,
-    /// Details after the ErrorInfo.
+    /// `ErrorInfo.metadata`: a `map<string, string>` in the proto, so strings here (and a
+    /// `BTreeMap`, which keeps the error small: it is the `Err` of most of the api's functions).
+    pub metadata: BTreeMap<String, String>,
+    /// Details after the ErrorInfo, in order.
     pub details: Vec<Detail>,
 }
 
-/// A `google.rpc` error detail beyond the ErrorInfo.
-#[derive(Debug, Clone, PartialEq)]
+/// A `google.rpc` error detail beside the ErrorInfo (google/rpc/error_details.proto).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detail {
+    /// `google.rpc.BadRequest`: which fields of the request are wrong, and why.
+    BadRequest(Vec<FieldViolation>),
     /// `google.rpc.RetryInfo`: when the same request may be tried again.
     RetryInfo { retry_delay: Duration },
 }
 
+/// One `google.rpc.BadRequest.FieldViolation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path in Google's dotted style, e.g. `input.items[2].x`.
+    pub field: String,
+    /// What is wrong with it, lowercase, e.g. `must be at least 1`.
+    pub description: String,
+}
+
 impl Detail {
+    /// The `google.protobuf.Any` type URL of the detail.
+    pub fn type_url(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "type.googleapis.com/google.rpc.BadRequest",
+            Self::RetryInfo { .. } => "type.googleapis.com/google.rpc.RetryInfo",
+        }
+    }
+
+    /// The detail in the proto3 JSON form of its `Any`.
     fn json(&self) -> Value {
         match self {
+            Self::BadRequest(violations) => json!({
+                "@type": self.type_url(),
+                "fieldViolations": violations
+                    .iter()
+                    .map(|v| json!({ "field": v.field, "description": v.description }))
+                    .collect::<Vec<_>>(),
+            }),
             Self::RetryInfo { retry_delay } => json!({
-                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "@type": self.type_url(),
                 "retryDelay": lro_common::time::duration_json(*retry_delay),
             }),
         }
@@ -52,19 +81,19 @@ impl ApiError {
             code,
             message: message.into(),
             reason,
-            metadata: Box::default(),
+            metadata: BTreeMap::new(),
             details: Vec::new(),
         }
     }
 
-    pub fn detail(mut self, detail: Detail) -> Self {
+    /// Adds a detail after the ErrorInfo.
+    pub fn with_detail(mut self, detail: Detail) -> Self {
         self.details.push(detail);
         self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.metadata
-            .insert(key.to_owned(), Value::String(value.into()));
+        self.metadata.insert(key.to_owned(), value.into());
         self
     }
 
@@ -173,10 +202,11 @@ impl IntoResponse for ApiError {
             );
         }
         for d in &self.details {
-            let Detail::RetryInfo { retry_delay } = d;
-            let secs = retry_delay.as_secs() + u64::from(retry_delay.subsec_nanos() > 0);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            if let Detail::RetryInfo { retry_delay } = d {
+                let secs = retry_delay.as_secs() + u64::from(retry_delay.subsec_nanos() > 0);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
         }
         resp
     }

@@ -160,6 +160,20 @@ impl jobs_server::Jobs for Grpc {
         };
         answer(run.await)
     }
+
+    async fn list_kinds(
+        &self,
+        req: Request<lro::ListKindsRequest>,
+    ) -> Answer<lro::ListKindsResponse> {
+        let run = async {
+            let who = self.caller(&req, Method::ListKinds, "kinds")?;
+            let kinds = self.0.kinds(&who).await?;
+            Ok(lro::ListKindsResponse {
+                kinds: kinds.iter().map(kind).collect(),
+            })
+        };
+        answer(run.await)
+    }
 }
 
 /// How much earlier than a call's deadline a wait answers, at most.
@@ -207,19 +221,12 @@ fn call_deadline<T>(req: &Request<T>) -> Option<Duration> {
 }
 
 /// The error as gRPC sends it: code and message, and the `google.rpc.Status` with its
-/// `ErrorInfo` in the details trailer.
+/// `ErrorInfo` and further details in the details trailer.
 fn status(e: ApiError) -> tonic::Status {
     let info = rpc::ErrorInfo {
         reason: e.reason.to_owned(),
         domain: ERROR_DOMAIN.to_owned(),
-        metadata: e
-            .metadata
-            .iter()
-            .map(|(k, v)| {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                (k.clone(), v)
-            })
-            .collect::<HashMap<_, _>>(),
+        metadata: e.metadata.into_iter().collect::<HashMap<_, _>>(),
     };
     let details = rpc::Status {
         code: e.code.as_i32(),
@@ -238,11 +245,24 @@ fn status(e: ApiError) -> tonic::Status {
 fn detail(d: &Detail) -> prost_types::Any {
     match d {
         Detail::RetryInfo { retry_delay } => any(
-            "type.googleapis.com/google.rpc.RetryInfo",
+            d.type_url(),
             &rpc::RetryInfo {
                 retry_delay: prost_types::Duration::try_from(*retry_delay).ok(),
             },
         ),
+        Detail::BadRequest(violations) => {
+            let msg = rpc::BadRequest {
+                field_violations: violations
+                    .iter()
+                    .map(|v| rpc::bad_request::FieldViolation {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            any(d.type_url(), &msg)
+        }
     }
 }
 
@@ -333,6 +353,19 @@ fn metadata(op: &Operation) -> lro::OperationMetadata {
         stop_forced: op.stop_forced,
         next_attempt_time: next_attempt.map(timestamp),
         last_attempt_error: op.last_error.as_ref().map(rpc_status),
+    }
+}
+
+/// A kind as an `lro.v1.Kind`; its schema is an object (see `schema.rs`).
+fn kind(k: &lro_common::kinds::KindInfo) -> lro::Kind {
+    let input_schema = match value(&k.input_schema).kind {
+        Some(Kind::StructValue(s)) => s,
+        _ => prost_types::Struct::default(),
+    };
+    lro::Kind {
+        name: k.name.clone(),
+        cancellable: k.cancellable,
+        input_schema: Some(input_schema),
     }
 }
 
@@ -508,5 +541,27 @@ mod tests {
                 op.state()
             );
         }
+    }
+
+    /// `GET /v1/kinds` answers the proto3 JSON of the `ListKinds` message.
+    #[test]
+    fn rest_kinds_json_is_the_proto3_json_of_the_grpc_message() {
+        let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let desc = pool
+            .get_message_by_name("lro.v1.ListKindsResponse")
+            .expect("ListKindsResponse");
+        let kinds = lro_common::kinds::builtin();
+        let msg = lro::ListKindsResponse {
+            kinds: kinds.iter().map(kind).collect(),
+        };
+        let msg = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).expect("decode");
+        let mut ser = serde_json::Serializer::new(Vec::new());
+        msg.serialize_with_options(&mut ser, &SerializeOptions::new())
+            .expect("serialize");
+        let via_proto: Value = serde_json::from_slice(&ser.into_inner()).expect("json");
+        assert_eq!(
+            numbers_as_doubles(crate::render::kinds(&kinds)),
+            numbers_as_doubles(via_proto)
+        );
     }
 }

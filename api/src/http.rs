@@ -119,6 +119,7 @@ async fn handle(
             let timeout = parse_timeout(b.timeout.as_deref())?;
             render::operation(&svc.wait(who, &name, timeout).await?)
         }
+        Route::Kinds => render::kinds(&svc.kinds(who).await?),
     };
     Ok(json_response(200, &answer))
 }

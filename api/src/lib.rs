@@ -11,6 +11,7 @@ mod list;
 pub mod pb;
 mod render;
 mod route;
+mod schema;
 mod service;
 mod waiters;
 
@@ -83,6 +84,7 @@ impl App {
                 store,
                 publisher,
                 waiters: waiters::Waiters::default(),
+                kinds: schema::KindCache::default(),
                 max_wait: config.max_wait,
                 retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
                 auth,

@@ -106,7 +106,7 @@ impl Limiter {
                 ),
             )
             .with("principal", key)
-            .detail(Detail::RetryInfo { retry_delay: wait })
+            .with_detail(Detail::RetryInfo { retry_delay: wait })
         })
     }
 }

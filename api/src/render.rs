@@ -1,14 +1,37 @@
 //! Operation → proto3 JSON of `google.longrunning.Operation`, exactly: `name`, `metadata`,
 //! `done`, and one of `error` / `response`, defaults omitted. Metadata is an
 //! `lro.v1.OperationMetadata` (proto/lro/v1/operation_metadata.proto); a job's output is a
-//! `google.protobuf.Value`, so it sits under `"value"`.
+//! `google.protobuf.Value`, so it sits under `"value"`. Also the kinds, as the proto3 JSON of
+//! `lro.v1.ListKindsResponse`.
 
+use lro_common::kinds::KindInfo;
 use lro_common::operation::{Operation, Phase, Terminal};
 use lro_common::time::{duration_json, timestamp_json};
 use serde_json::{Map, Value, json};
 
 pub const METADATA_TYPE: &str = "type.googleapis.com/lro.v1.OperationMetadata";
 pub const RESPONSE_TYPE: &str = "type.googleapis.com/google.protobuf.Value";
+
+/// `{"kinds": [{"name", "cancellable", "inputSchema"}]}`, defaults omitted (`cancellable` false).
+pub fn kinds(kinds: &[KindInfo]) -> Value {
+    let kinds: Vec<Value> = kinds
+        .iter()
+        .map(|k| {
+            let mut out = Map::new();
+            out.insert("name".into(), k.name.clone().into());
+            if k.cancellable {
+                out.insert("cancellable".into(), true.into());
+            }
+            out.insert("inputSchema".into(), k.input_schema.clone());
+            Value::Object(out)
+        })
+        .collect();
+    if kinds.is_empty() {
+        json!({})
+    } else {
+        json!({ "kinds": kinds })
+    }
+}
 
 pub fn operation(op: &Operation) -> Value {
     let mut out = Map::new();

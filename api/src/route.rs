@@ -19,6 +19,8 @@ pub enum Route {
     Delete(OperationName),
     Cancel(OperationName),
     Wait(OperationName),
+    /// `GET /v1/kinds`.
+    Kinds,
 }
 
 impl Route {
@@ -52,6 +54,7 @@ impl Route {
                 .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
         };
         let route = match (method, verb) {
+            (&Method::GET, None) if n == 1 && last == "kinds" => Route::Kinds,
             (&Method::POST, None) if n % 2 == 1 && last == "jobs" => Route::Submit(parent()?),
             (&Method::GET, None) if n % 2 == 1 && last == "operations" => Route::List(parent()?),
             (&Method::GET, None) if is_name => Route::Get(name()?),
@@ -75,6 +78,7 @@ impl Route {
             Self::Delete(n) => (M::Delete, n.as_str().to_owned()),
             Self::Cancel(n) => (M::Cancel, n.as_str().to_owned()),
             Self::Wait(n) => (M::Wait, n.as_str().to_owned()),
+            Self::Kinds => (M::ListKinds, "kinds".to_owned()),
         }
     }
 }
@@ -142,6 +146,7 @@ mod tests {
             parse(Method::POST, "operations/x:wait").unwrap(),
             Route::Wait(name("operations/x"))
         );
+        assert_eq!(parse(Method::GET, "kinds").unwrap(), Route::Kinds);
         assert_eq!(
             parse(Method::GET, "operations/a%2Db").unwrap(),
             Route::Get(name("operations/a-b"))
@@ -166,6 +171,8 @@ mod tests {
             "operations/x:frob",
             "operations/x/y",
             "projects/p/jobs/x",
+            "projects/p/kinds",
+            "kinds:list",
         ] {
             let e = parse(Method::GET, unknown).unwrap_err();
             assert_eq!(e.code.http_status(), 404, "{unknown}");
@@ -177,6 +184,14 @@ mod tests {
                 .http_status(),
             404
         );
+        for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            let e = parse(m.clone(), "kinds").unwrap_err();
+            assert_eq!(
+                (e.code.http_status(), e.reason),
+                (404, "NO_SUCH_METHOD"),
+                "{m}"
+            );
+        }
         assert_eq!(
             parse(Method::GET, "operations/x:cancel")
                 .unwrap_err()

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use lro_common::kinds::{self, KindInfo};
+use lro_common::kinds::KindInfo;
 use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
 use lro_common::reaper;
@@ -21,6 +21,7 @@ use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
 use crate::limit::Limiter;
 use crate::list::{self, Filter};
+use crate::schema::{Kind, KindCache};
 use crate::waiters::Waiters;
 
 /// The most operations one list call reads from the index while filtering, before it returns a
@@ -54,6 +55,7 @@ pub struct Shared {
     pub(crate) store: Store,
     pub(crate) publisher: Broker,
     pub(crate) waiters: Waiters,
+    pub(crate) kinds: KindCache,
     pub(crate) max_wait: Duration,
     /// How long done operations are kept.
     pub(crate) retention_ms: u64,
@@ -120,6 +122,7 @@ impl Service {
                 ));
             }
         };
+        let input = kind.admit(input)?;
         if let Some(r) = &req.request_id {
             let ok = !r.is_empty()
                 && r.len() <= MAX_REQUEST_ID_LEN
@@ -152,9 +155,9 @@ impl Service {
         let op = Operation::new(
             NewOperation {
                 name,
-                kind: kind.name,
+                kind: kind.info.name.clone(),
                 input,
-                cancellable: kind.cancellable,
+                cancellable: kind.info.cancellable,
                 request_id: req.request_id,
                 timeout_ms,
                 retention_ms: Some(self.retention_ms),
@@ -181,27 +184,22 @@ impl Service {
         }
     }
 
-    async fn kind(&self, name: &str) -> Result<KindInfo, ApiError> {
-        if let Some(k) = kinds::builtin().into_iter().find(|k| k.name == name) {
-            return Ok(k);
-        }
+    /// Every kind the api accepts (built-in and registered), sorted by name.
+    pub async fn kinds(&self, who: &Principal) -> Result<Vec<KindInfo>, ApiError> {
+        who.authorize(Method::ListKinds, None)?;
+        Ok(self.kinds.all(&self.store).await?)
+    }
+
+    async fn kind(&self, name: &str) -> Result<std::sync::Arc<Kind>, ApiError> {
         if name.is_empty() {
             return Err(ApiError::invalid("MISSING_KIND", "kind is required"));
         }
-        let registered = self.store.registered_kinds().await?;
-        registered.get(name).cloned().ok_or_else(|| {
-            let mut known: Vec<String> = kinds::builtin()
-                .into_iter()
-                .map(|k| k.name)
-                .chain(registered.into_keys())
-                .collect();
-            known.sort();
-            known.dedup();
+        self.kinds.get(&self.store, name).await?.ok_or_else(|| {
             ApiError::invalid(
                 "UNKNOWN_KIND",
                 format!(
                     "unknown job kind {name:?}; known kinds: {}",
-                    known.join(", ")
+                    self.kinds.names().join(", ")
                 ),
             )
             .with("kind", name)

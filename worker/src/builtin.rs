@@ -2,45 +2,32 @@
 
 use std::time::Duration;
 
+use lro_common::kinds::{FailInput, NoopInput, SleepInput, SpinInput};
 use lro_common::status::Code;
 use lro_common::time::{duration_json, parse_duration};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::job::{JobContext, JobError, JobResult, Kinds};
 
+/// The input types (and so the schemas the api checks) live in `lro_common::kinds`, where the api
+/// knows them without a worker; the checks here repeat what a schema cannot say or what an
+/// operation accepted before schemas existed may still hold.
 pub(crate) fn register(kinds: Kinds) -> Kinds {
     kinds
-        .kind("sleep", |input, ctx| sleep(input, ctx, true))
-        .uncancellable("uninterruptible", |input, ctx| sleep(input, ctx, false))
-        .kind("noop", |input, _ctx| async move {
-            parse::<Empty>("noop", input)?;
-            Ok(json!({}))
-        })
-        .kind("fail", |input, _ctx| async move { fail(input) })
-        .kind("spin", spin)
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(kind: &str, input: Value) -> Result<T, JobError> {
-    serde_json::from_value(input).map_err(|e| JobError::invalid_input(kind, e))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SleepInput {
-    #[serde(default)]
-    duration: Option<String>,
-    #[serde(default)]
-    steps: Option<u32>,
+        .typed("sleep", |input, ctx| sleep(input, ctx, true))
+        .typed_uncancellable("uninterruptible", |input, ctx| sleep(input, ctx, false))
+        .typed("noop", |_: NoopInput, _ctx| async move { Ok(json!({})) })
+        .typed("fail", |input, _ctx| async move { fail(input) })
+        .typed("spin", spin)
 }
 
 /// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token
 /// fires, unless it is the uninterruptible kind, which ignores its token.
-fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> impl Future<Output = JobResult> {
+fn sleep(
+    input: SleepInput,
+    ctx: JobContext,
+    interruptible: bool,
+) -> impl Future<Output = JobResult> {
     // A block, not an `async fn`: the input is checked before the first await, so only the
     // plan (or the error) is held while the job sleeps.
     let kind = if interruptible {
@@ -70,33 +57,22 @@ fn sleep(input: Value, ctx: JobContext, interruptible: bool) -> impl Future<Outp
 }
 
 /// How long to sleep, in how many steps.
-fn sleep_plan(kind: &str, input: Value) -> Result<(Duration, u32), JobError> {
-    let input: SleepInput = parse(kind, input)?;
+fn sleep_plan(kind: &str, input: SleepInput) -> Result<(Duration, u32), JobError> {
     let total = match input.duration.as_deref() {
         Some(d) => parse_duration(d).map_err(|e| JobError::invalid_input(kind, e))?,
         None => Duration::from_secs(1),
     };
     let steps = input.steps.unwrap_or(10);
-    if !(1..=10_000).contains(&steps) {
-        return Err(JobError::invalid_input(kind, "steps must be 1 to 10000"));
+    if !(1..=SleepInput::MAX_STEPS).contains(&steps) {
+        return Err(JobError::invalid_input(
+            kind,
+            format!("steps must be 1 to {}", SleepInput::MAX_STEPS),
+        ));
     }
     Ok((total, steps))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailInput {
-    #[serde(default)]
-    code: Option<i32>,
-    #[serde(default)]
-    message: Option<String>,
-    /// Fail retryably: the operation runs again after a backoff, up to its most attempts.
-    #[serde(default)]
-    retryable: bool,
-}
-
-fn fail(input: Value) -> JobResult {
-    let input: FailInput = parse("fail", input)?;
+fn fail(input: FailInput) -> JobResult {
     let code = input.code.unwrap_or(Code::Internal.as_i32());
     match Code::from_i32(code) {
         Some(Code::Ok) | None => Err(JobError::invalid_input(
@@ -114,18 +90,11 @@ fn fail(input: Value) -> JobResult {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpinInput {
-    iterations: u64,
-}
-
 /// Iterations per chunk of `spin`: between chunks the token is checked (about a millisecond).
 const SPIN_CHUNK: u64 = 200_000;
 
 /// CPU-bound work on the blocking pool, checking the token between chunks.
-async fn spin(input: Value, ctx: JobContext) -> JobResult {
-    let input: SpinInput = parse("spin", input)?;
+async fn spin(input: SpinInput, ctx: JobContext) -> JobResult {
     let token = ctx.token();
     let work = tokio::task::spawn_blocking(move || {
         let mut acc: u64 = 0x9E37_79B9_7F4A_7C15;

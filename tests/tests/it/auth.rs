@@ -333,6 +333,22 @@ async fn a_read_only_token_reads_but_changes_nothing() {
         403,
         "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
     );
+    // Listing kinds is a read too.
+    let kinds = reader.call("GET", "/v1/kinds", None).await.ok();
+    assert!(
+        kinds["kinds"].as_array().is_some_and(|k| !k.is_empty()),
+        "{kinds}"
+    );
+    refused(
+        &submitter.call("GET", "/v1/kinds", None).await,
+        403,
+        "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+    );
+    refused(
+        &env.api.call("GET", "/v1/kinds", None).await,
+        401,
+        "CREDENTIALS_MISSING",
+    );
     let after = reader.get(&name).await.ok();
     assert_eq!(state_of(&after), "QUEUED", "{after}");
     let all = reader.list("operations", "").await.ok();

@@ -9,6 +9,7 @@ mod google;
 mod grpc;
 mod harness;
 mod input;
+mod kinds;
 mod lifecycle;
 mod list;
 mod outages;
