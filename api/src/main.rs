@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use lro_api::tls::TlsArgs;
 use lro_api::{ApiConfig, App};
 use lro_common::config::{Connections, parse_duration_arg};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,8 @@ struct Args {
     /// How long an operation is kept once done, e.g. "168h".
     #[arg(long, env = "LRO_RETENTION", default_value = "168h", value_parser = parse_duration_arg)]
     retention: Duration,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[tokio::main]
@@ -49,12 +52,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         connections: args.connections,
         max_wait: args.max_wait,
         retention: args.retention,
+        tls: args.tls.files()?,
     })
     .await?;
     let http = listen(&args.http_addr).await?;
     let grpc = listen(&args.grpc_addr).await?;
+    let scheme = app.scheme();
     tracing::info!(
-        "lro-api listening on http://{} (REST) and {} (gRPC)",
+        "lro-api listening on {scheme}://{} (REST) and {scheme}://{} (gRPC)",
         http.local_addr()?,
         grpc.local_addr()?
     );

@@ -376,7 +376,8 @@ impl DoneCounter {
 /// Direct access to the namespace's Redis store, for injecting states no request can produce.
 pub async fn store(env: &Env) -> lro_common::store::Store {
     let c = env.sys.connections();
-    lro_common::store::Store::connect(&c.redis_url, &c.namespace)
+    let tls = c.client_tls().expect("trust");
+    lro_common::store::Store::connect(&c.redis_url, &c.namespace, &tls)
         .await
         .expect("redis")
 }
