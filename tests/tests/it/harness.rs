@@ -147,6 +147,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client for the api at `base` (`https://…` with a client that trusts its CA).
+    pub fn new(http: reqwest::Client, base: String) -> Self {
+        Self { http, base }
+    }
+
     /// Any request: `path` is everything after the host, e.g. `/v1/operations`.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
         let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");

@@ -14,4 +14,5 @@ mod outages;
 mod proto;
 mod proxy;
 mod retries;
+mod tls;
 mod wait;
