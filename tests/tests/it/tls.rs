@@ -333,10 +333,7 @@ async fn the_api_and_workers_use_amqps_trusting_the_given_ca() {
 
     // Without the CA the broker's certificate is not trusted.
     let refused = lro_common::topology::connect(&amqps, &ClientTls::system()).await;
-    let refused = format!(
-        "{:?}",
-        refused.err().expect("an untrusted broker is refused")
-    );
+    let refused = format!("{:?}", refused.expect_err("an untrusted broker is refused"));
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 
     let ca = pki.ca.clone();
