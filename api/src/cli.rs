@@ -11,6 +11,7 @@ use clap::Parser;
 use lro_common::config::{Connections, parse_duration_arg};
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::TlsArgs;
 use crate::{ApiConfig, App, AuthConfig, RateLimit};
 
 /// Google's long-running operations API over HTTP/JSON and gRPC, plus job submission.
@@ -55,6 +56,8 @@ struct Args {
     /// Log lines as text or as one JSON object each.
     #[arg(long, env = "LRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,6 +89,7 @@ pub async fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let tls = args.tls.files()?;
     let auth = AuthConfig {
         hs256_secret_file: args.auth_hs256_secret_file,
         jwks_file: args.auth_jwks_file,
@@ -110,10 +114,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         retention: args.retention,
         auth,
         rate_limit: args.rate_limit,
+        tls,
     })
     .await?;
+    let scheme = app.scheme();
     tracing::info!(
-        "lro-api listening on http://{} (REST) and {} (gRPC)",
+        "lro-api listening on {scheme}://{} (REST) and {scheme}://{} (gRPC)",
         http.local_addr()?,
         grpc.local_addr()?
     );

@@ -26,26 +26,34 @@ use crate::pb::lro::v1::{self as lro, jobs_server};
 use crate::render::{METADATA_TYPE, RESPONSE_TYPE};
 use crate::route::collection;
 use crate::service::{Service, Submit};
+use crate::tls::ServerTls;
 
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 
-/// Serves both gRPC services on `listener` until `shutdown` fires.
-pub async fn serve(
+/// Serves both gRPC services on `listener` (over TLS with `tls`) until `shutdown` fires.
+pub(crate) async fn serve(
     svc: Service,
     listener: TcpListener,
+    tls: Option<&ServerTls>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let ops = operations_server::OperationsServer::new(Grpc(svc.clone()))
         .max_decoding_message_size(MAX_BODY_BYTES);
     let jobs = jobs_server::JobsServer::new(Grpc(svc)).max_decoding_message_size(MAX_BODY_BYTES);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(ops)
-        .add_service(jobs)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await
+        .add_service(jobs);
+    let stop = shutdown.clone().cancelled_owned();
+    match tls {
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            server.serve_with_incoming_shutdown(incoming, stop).await
+        }
+        Some(tls) => {
+            let incoming = crate::tls::grpc_incoming(listener, tls, shutdown);
+            server.serve_with_incoming_shutdown(incoming, stop).await
+        }
+    }
 }
 
 struct Grpc(Service);

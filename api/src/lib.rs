@@ -13,6 +13,7 @@ mod render;
 mod route;
 mod schema;
 mod service;
+pub mod tls;
 mod waiters;
 
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct ApiConfig {
     pub auth: AuthConfig,
     /// Requests per principal; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Serve REST and gRPC over TLS with these files; plain TCP when `None`.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ApiConfig {
@@ -59,6 +62,7 @@ impl ApiConfig {
             retention: DEFAULT_RETENTION,
             auth: AuthConfig::default(),
             rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -66,17 +70,20 @@ impl ApiConfig {
 /// The connected api, ready to serve.
 pub struct App {
     service: Service,
+    tls: Option<tls::ServerTls>,
 }
 
 impl App {
     /// Connects to Redis and RabbitMQ and declares the topology.
     pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
         let auth = auth::Auth::load(&config.auth)?;
+        let tls = config.tls.as_ref().map(tls::ServerTls::load).transpose()?;
         let c = &config.connections;
-        let store = Store::connect(&c.redis_url, &c.namespace)
+        let client_tls = c.client_tls()?;
+        let store = Store::connect(&c.redis_url, &c.namespace, &client_tls)
             .await
             .with_context(|| format!("cannot reach redis at {}", c.redis_url))?;
-        let publisher = Broker::connect(&c.amqp_url, Topology::new(&c.namespace))
+        let publisher = Broker::connect(&c.amqp_url, &client_tls, Topology::new(&c.namespace))
             .await
             .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
         Ok(Self {
@@ -90,7 +97,13 @@ impl App {
                 auth,
                 limiter: limit::Limiter::new(config.rate_limit),
             }),
+            tls,
         })
+    }
+
+    /// `https` when serving TLS, else `http`: for the "listening on" line.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Serves REST on `http` and gRPC on `grpc` until `shutdown` fires.
@@ -114,13 +127,21 @@ impl App {
             shutdown.clone(),
         ));
         let rest = async {
-            axum::serve(http, http::router(svc.clone()))
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await
-                .context("http server failed")
+            let (router, stop) = (
+                http::router(svc.clone()),
+                shutdown.clone().cancelled_owned(),
+            );
+            match &self.tls {
+                None => axum::serve(http, router).with_graceful_shutdown(stop).await,
+                Some(tls) => {
+                    let http = tls::RestListener::new(http, tls, shutdown.clone())?;
+                    axum::serve(http, router).with_graceful_shutdown(stop).await
+                }
+            }
+            .context("http server failed")
         };
         let grpc = async {
-            grpc::serve(svc.clone(), grpc, shutdown.clone())
+            grpc::serve(svc.clone(), grpc, self.tls.as_ref(), shutdown.clone())
                 .await
                 .context("grpc server failed")
         };

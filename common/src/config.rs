@@ -17,6 +17,9 @@ pub struct Connections {
     /// Prefix of every Redis key and AMQP exchange/queue name.
     #[arg(long, env = "LRO_NAMESPACE", default_value = "lro", value_parser = parse_namespace)]
     pub namespace: String,
+    /// A PEM file of CA certificates trusted, besides the system's, for `rediss://` and `amqps://`.
+    #[arg(long, env = "LRO_TLS_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Connections {
@@ -26,7 +29,13 @@ impl Connections {
             redis_url: "redis://127.0.0.1:6379".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             namespace: namespace.into(),
+            tls_ca_file: None,
         }
+    }
+
+    /// What `rediss://` and `amqps://` trust: reads `tls_ca_file`, if set.
+    pub fn client_tls(&self) -> Result<crate::tls::ClientTls, crate::tls::TlsError> {
+        crate::tls::ClientTls::load(self.tls_ca_file.as_deref())
     }
 }
 

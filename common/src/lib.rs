@@ -1,6 +1,6 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
 //! [`operation`], [`kinds`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
-//! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`config`]. The domain layer does no I/O and imports no client
+//! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both), [`config`] and [`tls`] (what outbound TLS trusts). The domain layer does no I/O and imports no client
 //! crate; the adapters depend on it, never the reverse.
 
 pub mod config;
@@ -12,5 +12,6 @@ pub mod signal;
 pub mod status;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod topology;
 pub mod wire;

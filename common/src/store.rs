@@ -34,6 +34,7 @@ use crate::kinds::KindInfo;
 use crate::name::{OperationName, Parent};
 use crate::operation::{Operation, Refused};
 use crate::time::Millis;
+use crate::tls::ClientTls;
 use crate::wire::{self, WireError};
 
 /// Errors callers branch on.
@@ -215,9 +216,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to Redis; fails if it does not answer.
-    pub async fn connect(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+    /// Connects to Redis (`rediss://` trusting `tls`); fails if it does not answer.
+    pub async fn connect(url: &str, namespace: &str, tls: &ClientTls) -> Result<Self, StoreError> {
+        let client = tls.redis_client(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(5)))

@@ -25,6 +25,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::name::OperationName;
+use crate::tls::ClientTls;
 use crate::wire::{self, CancelMessage, JobMessage};
 
 /// Errors callers branch on.
@@ -136,14 +137,14 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed connection attempt, publishes fail at once for this long before the next one.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
-/// Opens a connection to RabbitMQ.
-pub async fn connect(url: &str) -> Result<Connection, AmqpError> {
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    {
+/// Opens a connection to RabbitMQ (`amqps://` trusting `tls`).
+pub async fn connect(url: &str, tls: &ClientTls) -> Result<Connection, AmqpError> {
+    let connecting = async {
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connect_with_config(url, ConnectionProperties::default(), tls.amqp(), runtime)
+            .await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(connection) => Ok(connection?),
         Err(_) => Err(AmqpError::Timeout(CONNECT_TIMEOUT)),
     }
@@ -159,6 +160,7 @@ pub struct Broker {
 
 struct BrokerInner {
     url: String,
+    tls: ClientTls,
     topology: Topology,
     state: tokio::sync::Mutex<BrokerState>,
 }
@@ -171,10 +173,15 @@ struct BrokerState {
 
 impl Broker {
     /// Connects now, so that a process that cannot reach RabbitMQ at start says so.
-    pub async fn connect(url: &str, topology: Topology) -> Result<Self, AmqpError> {
+    pub async fn connect(
+        url: &str,
+        tls: &ClientTls,
+        topology: Topology,
+    ) -> Result<Self, AmqpError> {
         let broker = Self {
             inner: Arc::new(BrokerInner {
                 url: url.to_owned(),
+                tls: tls.clone(),
                 topology,
                 state: tokio::sync::Mutex::default(),
             }),
@@ -198,7 +205,7 @@ impl Broker {
             return Err(AmqpError::Unreachable(at.elapsed(), why.clone()));
         }
         let opened = async {
-            let connection = connect(&self.inner.url).await?;
+            let connection = connect(&self.inner.url, &self.inner.tls).await?;
             let publisher = Publisher::open(&connection, self.inner.topology.clone()).await?;
             Ok::<_, AmqpError>((connection, publisher))
         }

@@ -19,6 +19,9 @@ pub struct System {
     pub grpc_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub workers: Vec<Worker>,
+    /// `https` when the api serves TLS, else `http`.
+    pub scheme: &'static str,
+    connections: Connections,
 }
 
 impl System {
@@ -36,7 +39,9 @@ impl System {
         let shutdown = CancellationToken::new();
         let mut config = ApiConfig::new(Connections::local(&namespace));
         configure(&mut config);
+        let connections = config.connections.clone();
         let app = App::connect(config).await?;
+        let scheme = app.scheme();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
@@ -47,6 +52,8 @@ impl System {
             grpc_addr,
             shutdown,
             workers: Vec::new(),
+            scheme,
+            connections,
         })
     }
 
@@ -68,13 +75,14 @@ impl System {
         Ok(self.workers.last().expect("just pushed"))
     }
 
+    /// What the api was started with (workers added later use the same).
     pub fn connections(&self) -> Connections {
-        Connections::local(&self.namespace)
+        self.connections.clone()
     }
 
-    /// `http://addr/v1/` + `path`.
+    /// `http://addr/v1/` (or `https://`) + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/v1/{path}", self.addr)
+        format!("{}://{}/v1/{path}", self.scheme, self.addr)
     }
 }
 
@@ -108,7 +116,8 @@ impl Drop for System {
 /// Deletes every Redis key and AMQP entity of a namespace.
 pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
     let ns = &connections.namespace;
-    let client = redis::Client::open(connections.redis_url.as_str())?;
+    let tls = connections.client_tls()?;
+    let client = tls.redis_client(&connections.redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     loop {
@@ -132,7 +141,7 @@ pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
         cursor = next;
     }
     let topology = lro_common::topology::Topology::new(ns);
-    let amqp = lro_common::topology::connect(&connections.amqp_url).await?;
+    let amqp = lro_common::topology::connect(&connections.amqp_url, &tls).await?;
     let channel = amqp.create_channel().await?;
     for queue in [topology.jobs_queue(), topology.dead_queue()] {
         channel

@@ -25,6 +25,7 @@ use std::time::Duration;
 use lro_common::config::Connections;
 use lro_common::reaper;
 use lro_common::store::{Store, StoreError};
+use lro_common::tls::TlsError;
 use lro_common::topology::{AmqpError, Broker, Topology};
 use session::Session;
 use tokio::sync::{Notify, Semaphore};
@@ -55,6 +56,8 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("worker id {0:?} must be 1-100 characters of A-Z a-z 0-9 - _ .")]
     BadWorkerId(String),
     #[error("concurrency must be at least 1")]
@@ -131,18 +134,20 @@ impl Worker {
             return Err(WorkerError::BadLease);
         }
         let conns = &config.connections;
-        let store = Store::connect(&conns.redis_url, &conns.namespace).await?;
+        let tls = conns.client_tls()?;
+        let store = Store::connect(&conns.redis_url, &conns.namespace, &tls).await?;
         store.register_kinds(&kinds.infos()).await?;
 
         let topology = Topology::new(&conns.namespace);
         let session_config = session::SessionConfig {
             url: conns.amqp_url.clone(),
+            tls: tls.clone(),
             topology: topology.clone(),
             worker_id: id.clone(),
             concurrency: config.concurrency,
         };
         let session = Session::open(&session_config).await?;
-        let broker = Broker::connect(&conns.amqp_url, topology).await?;
+        let broker = Broker::connect(&conns.amqp_url, &tls, topology).await?;
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
         let cancels_received: Arc<std::sync::atomic::AtomicU64> = Arc::default();

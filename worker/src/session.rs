@@ -5,6 +5,7 @@
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
+use lro_common::tls::ClientTls;
 use lro_common::topology::{self, AmqpError, Topology};
 
 pub(crate) struct Session {
@@ -17,6 +18,7 @@ pub(crate) struct Session {
 #[derive(Clone)]
 pub(crate) struct SessionConfig {
     pub(crate) url: String,
+    pub(crate) tls: ClientTls,
     pub(crate) topology: Topology,
     pub(crate) worker_id: String,
     pub(crate) concurrency: u16,
@@ -27,11 +29,12 @@ impl Session {
     pub(crate) async fn open(config: &SessionConfig) -> Result<Self, AmqpError> {
         let SessionConfig {
             url,
+            tls,
             topology,
             worker_id: id,
             concurrency,
         } = config;
-        let connection = topology::connect(url).await?;
+        let connection = topology::connect(url, tls).await?;
         let cancel_channel = connection.create_channel().await?;
         topology.declare(&cancel_channel).await?;
         let cancel_queue = topology.declare_worker(&cancel_channel, id).await?;

@@ -170,6 +170,15 @@ impl Api {
         self.with_header("authorization", &format!("Bearer {token}"))
     }
 
+    /// A client for the api at `base` (`https://…` with a client that trusts its CA).
+    pub fn new(http: reqwest::Client, base: String) -> Self {
+        Self {
+            http,
+            base,
+            headers: reqwest::header::HeaderMap::new(),
+        }
+    }
+
     /// Any request: `path` is everything after the host, e.g. `/v1/operations`.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
         let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -414,7 +423,8 @@ impl DoneCounter {
 /// Direct access to the namespace's Redis store, for injecting states no request can produce.
 pub async fn store(env: &Env) -> lro_common::store::Store {
     let c = env.sys.connections();
-    lro_common::store::Store::connect(&c.redis_url, &c.namespace)
+    let tls = c.client_tls().expect("trust");
+    lro_common::store::Store::connect(&c.redis_url, &c.namespace, &tls)
         .await
         .expect("redis")
 }

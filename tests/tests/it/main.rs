@@ -16,4 +16,5 @@ mod outages;
 mod proto;
 mod proxy;
 mod retries;
+mod tls;
 mod wait;

@@ -7,6 +7,7 @@ use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use lro_common::operation::MAX_ATTEMPTS;
 use lro_common::status::Code;
+use lro_common::tls::ClientTls;
 use lro_common::topology::{self, Broker, Topology};
 use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
@@ -99,12 +100,15 @@ async fn messages_no_worker_can_act_on_are_dead_lettered() {
     let env = start(Duration::from_secs(1)).await;
     let conns = env.sys.connections();
     let topology = Topology::new(&conns.namespace);
-    let broker = Broker::connect(&conns.amqp_url, topology.clone())
+    let tls = ClientTls::system();
+    let broker = Broker::connect(&conns.amqp_url, &tls, topology.clone())
         .await
         .expect("broker");
 
     // Garbage on the jobs queue, as a foreign producer might send.
-    let connection = topology::connect(&conns.amqp_url).await.expect("amqp");
+    let connection = topology::connect(&conns.amqp_url, &tls)
+        .await
+        .expect("amqp");
     let channel = connection.create_channel().await.expect("channel");
     channel
         .basic_publish(
