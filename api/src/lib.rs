@@ -2,6 +2,8 @@
 //! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 mod list;
