@@ -314,6 +314,18 @@ impl Auth {
         self.0.is_some()
     }
 
+    /// HS256 tokens signed with `secret`, nothing else (what the fuzz target drives).
+    pub(crate) fn hs256(secret: &[u8]) -> anyhow::Result<Self> {
+        Ok(Self(Some(Arc::new(Verifier {
+            hs256: Some(DecodingKey::from_secret(secret).context("HS256 secret")?),
+            jwks: HashMap::new(),
+            issuer: None,
+            audience: None,
+            api_keys: Vec::new(),
+            cache: Mutex::new(HashMap::new()),
+        }))))
+    }
+
     /// Who sent these credentials; a bearer token wins over an API key when both are sent.
     pub fn authenticate(&self, creds: Credentials<'_>) -> Result<Principal, ApiError> {
         let Some(v) = &self.0 else {

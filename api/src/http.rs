@@ -135,7 +135,7 @@ fn api_key(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 }
 
 /// A `timeout` field: a Duration in its JSON form ("1.5s"; "500ms", "2m" and "1h" are accepted too).
-fn parse_timeout(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
+pub(crate) fn parse_timeout(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
     raw.map(lro_common::time::parse_duration)
         .transpose()
         .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))
@@ -144,33 +144,33 @@ fn parse_timeout(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
 /// `POST …/jobs` body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SubmitBody {
+pub(crate) struct SubmitBody {
     #[serde(default)]
-    kind: String,
+    pub(crate) kind: String,
     #[serde(default)]
-    input: Option<Value>,
+    pub(crate) input: Option<Value>,
     #[serde(default, alias = "request_id")]
-    request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     #[serde(default)]
-    timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
 }
 
 /// `:cancel` body: empty, `{}` or `{"name"}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NameBody {
+pub(crate) struct NameBody {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// `:wait` body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WaitBody {
+pub(crate) struct WaitBody {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
 }
 
 /// List query parameters, in camelCase or snake_case.
@@ -199,7 +199,7 @@ impl ListQuery {
     }
 }
 
-fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError> {
+pub(crate) fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError> {
     match in_body {
         Some(n) if !n.is_empty() && n != in_path => Err(ApiError::invalid(
             "NAME_MISMATCH",
@@ -210,7 +210,10 @@ fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError>
 }
 
 /// Reads a JSON object body. An empty body is `None`, or an error when `required`.
-async fn read_json<T: DeserializeOwned>(body: Body, required: bool) -> Result<Option<T>, ApiError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    body: Body,
+    required: bool,
+) -> Result<Option<T>, ApiError> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -228,6 +231,13 @@ async fn read_json<T: DeserializeOwned>(body: Body, required: bool) -> Result<Op
         } else {
             Ok(None)
         };
+    }
+    // serde reads a struct from an array too (`["sleep", {}]`), but a body is a JSON object.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid(
+            "INVALID_JSON",
+            "request body must be a JSON object",
+        ));
     }
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod cli;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 pub mod limit;

@@ -19,9 +19,9 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// A parsed filter; every present field must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    done: Option<bool>,
-    state: Option<State>,
-    kind: Option<String>,
+    pub(crate) done: Option<bool>,
+    pub(crate) state: Option<State>,
+    pub(crate) kind: Option<String>,
 }
 
 impl Filter {

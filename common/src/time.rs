@@ -75,8 +75,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         format!("{frac:0<9}").parse().map_err(|_| err())?
     };
     // `number` in units of 1e-9, times the unit, is nanoseconds.
-    let nanos = (whole * NANOS + frac)
-        .checked_mul(unit_nanos)
+    // Checked throughout: 30 or more digits overflow u128 (and, unchecked, wrapped around to a
+    // small duration in release builds).
+    let nanos = whole
+        .checked_mul(NANOS)
+        .and_then(|n| n.checked_add(frac))
+        .and_then(|n| n.checked_mul(unit_nanos))
         .ok_or_else(err)?
         / NANOS;
     // 315,576,000,000 s is proto's upper bound for Duration.
@@ -128,6 +132,19 @@ mod tests {
             "1 s",
             "315576000001s",
             "99999999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn huge_numbers_are_refused_not_wrapped() {
+        // Found by the `bodies` fuzz target: `whole * 1e9` overflowed u128, a panic in debug
+        // builds; in release builds this one wrapped around to 0.231788544 s and was accepted.
+        for bad in [
+            "340282366920938463463374607432s",
+            "8333333333333333333333333333880s",
+            "340282366920938463463374607431768211455ms",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
