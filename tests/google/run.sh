@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs conformance.py (lro driven by Google's own Python client libraries, over REST and gRPC) in a
+# Runs conformance.py (or, with `--script with_credentials.py`, that script: the same clients authenticating) (lro driven by Google's own Python client libraries, over REST and gRPC) in a
 # virtualenv of its own, made on first use from PyPI with the pins in requirements.txt, under the
 # cargo target dir so that it is never committed. The project's lro/v1 protos are compiled for
 # Python with the protoc bundled in grpcio-tools; the google/* protos come from
@@ -29,4 +29,10 @@ if [[ "$(cat "$out/.sum" 2>/dev/null)" != "$sum" ]]; then
   echo "$sum" >"$out/.sum"
 fi
 export PYTHONPATH="$out${PYTHONPATH:+:$PYTHONPATH}"
-exec "$py" "$here/conformance.py" "$@"
+# `--script with_credentials.py` runs another script of this folder with the same environment.
+script=conformance.py
+if [[ "${1:-}" == --script ]]; then
+  script="$2"
+  shift 2
+fi
+exec "$py" "$here/$script" "$@"

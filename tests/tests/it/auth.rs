@@ -27,12 +27,12 @@ const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/keys");
 const READ: &str = "lro.operations.read";
 
 /// Credential files in a directory of their own, and tokens minted for them.
-struct Creds {
-    dir: PathBuf,
+pub struct Creds {
+    pub dir: PathBuf,
 }
 
 impl Creds {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("lro-auth-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         // The secret file ends in a newline, which the contract says is ignored.
@@ -56,7 +56,7 @@ impl Creds {
         }
     }
 
-    async fn env(&self, configure: impl FnOnce(&mut lro_api::ApiConfig)) -> Env {
+    pub async fn env(&self, configure: impl FnOnce(&mut lro_api::ApiConfig)) -> Env {
         let auth = self.config();
         Env::start_with(|c| {
             c.auth = auth;
@@ -76,16 +76,16 @@ fn sha256(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     i64::try_from(jsonwebtoken::get_current_timestamp()).expect("time")
 }
 
 /// Valid claims for `sub` with these scopes; tests change what they test.
-fn claims(sub: &str, scope: &str) -> Value {
+pub fn claims(sub: &str, scope: &str) -> Value {
     json!({"sub": sub, "scope": scope, "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600})
 }
 
-fn hs256(claims: &Value) -> String {
+pub fn hs256(claims: &Value) -> String {
     hs256_with(claims, SECRET)
 }
 

@@ -27,16 +27,16 @@ use crate::harness::{Api, DEADLINE, Env, name_of, state_of};
 
 /// A CA and a server certificate it signed (for `localhost` and `127.0.0.1`), as PEM files in a
 /// directory of their own, removed when dropped.
-struct Pki {
+pub struct Pki {
     dir: PathBuf,
-    ca: PathBuf,
+    pub ca: PathBuf,
     ca_pem: String,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("lro-pki-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("pki dir");
 
@@ -76,7 +76,7 @@ impl Pki {
         pki
     }
 
-    fn files(&self) -> TlsFiles {
+    pub fn files(&self) -> TlsFiles {
         TlsFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -84,7 +84,7 @@ impl Pki {
     }
 
     /// An HTTPS client that trusts this CA and nothing else.
-    fn https_client(&self) -> reqwest::Client {
+    pub fn https_client(&self) -> reqwest::Client {
         let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca pem");
         reqwest::Client::builder()
             .use_rustls_tls()
