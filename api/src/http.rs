@@ -20,6 +20,9 @@ use crate::render;
 use crate::route::{Route, no_route};
 use crate::service::{Service, Submit};
 
+/// The OpenAPI 3.1 document of the REST surface, served at `GET /v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -67,6 +70,14 @@ async fn handle(
             render::operation(&op)
         }
         Route::Get(name) => render::operation(&svc.get(&name).await?),
+        Route::OpenApi => {
+            let mut resp = OPENAPI_JSON.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(resp);
+        }
         Route::List(parent) => {
             let q = ListQuery::parse(query);
             let size = list::page_size(q.page_size.as_deref())?;

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES};
+pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES, OPENAPI_JSON};
 pub use service::Service;
 
 /// How often the api's reaper looks for stranded operations.

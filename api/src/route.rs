@@ -18,6 +18,8 @@ pub enum Route {
     Delete(OperationName),
     Cancel(OperationName),
     Wait(OperationName),
+    /// `GET /v1/openapi.json`: the OpenAPI document of this surface.
+    OpenApi,
 }
 
 impl Route {
@@ -51,6 +53,7 @@ impl Route {
                 .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
         };
         let route = match (method, verb) {
+            (&Method::GET, None) if n == 1 && last == "openapi.json" => Route::OpenApi,
             (&Method::POST, None) if n % 2 == 1 && last == "jobs" => Route::Submit(parent()?),
             (&Method::GET, None) if n % 2 == 1 && last == "operations" => Route::List(parent()?),
             (&Method::GET, None) if is_name => Route::Get(name()?),
@@ -117,6 +120,7 @@ mod tests {
             parse(Method::POST, "operations/x:wait").unwrap(),
             Route::Wait(name("operations/x"))
         );
+        assert_eq!(parse(Method::GET, "openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(
             parse(Method::GET, "operations/a%2Db").unwrap(),
             Route::Get(name("operations/a-b"))
@@ -141,12 +145,20 @@ mod tests {
             "operations/x:frob",
             "operations/x/y",
             "projects/p/jobs/x",
+            "projects/p/openapi.json",
         ] {
             let e = parse(Method::GET, unknown).unwrap_err();
             assert_eq!(e.code.http_status(), 404, "{unknown}");
         }
         assert_eq!(
             parse(Method::PUT, "operations/x")
+                .unwrap_err()
+                .code
+                .http_status(),
+            404
+        );
+        assert_eq!(
+            parse(Method::POST, "openapi.json")
                 .unwrap_err()
                 .code
                 .http_status(),

@@ -10,6 +10,7 @@ mod harness;
 mod input;
 mod lifecycle;
 mod list;
+mod openapi;
 mod outages;
 mod proto;
 mod proxy;
