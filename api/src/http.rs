@@ -14,12 +14,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Principal};
 use crate::error::ApiError;
 use crate::list;
 use crate::render;
 use crate::route::{Route, no_route};
 use crate::service::{Service, Submit};
+
+/// The OpenAPI 3.1 document of the REST surface, served at `GET /v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -56,15 +59,20 @@ async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Authenticated before the body is read: a stranger's request costs no parsing.
-    let key = api_key(headers, query);
-    let creds = Credentials {
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        api_key: key.as_deref(),
+    let who = match route.method() {
+        Some((method, target)) => {
+            let key = api_key(headers, query);
+            let creds = Credentials {
+                authorization: headers
+                    .get(header::AUTHORIZATION)
+                    .map(HeaderValue::as_bytes),
+                api_key: key.as_deref(),
+            };
+            svc.caller(creds, method, &target)?
+        }
+        // The document of the surface is public, like a discovery document.
+        None => Principal::anonymous(),
     };
-    let (method, target) = route.method();
-    let who = svc.caller(creds, method, &target)?;
     let who = &who;
     let answer = match route {
         Route::Submit(parent) => {
@@ -84,6 +92,14 @@ async fn handle(
             render::operation(&op)
         }
         Route::Get(name) => render::operation(&svc.get(who, &name).await?),
+        Route::OpenApi => {
+            let mut resp = OPENAPI_JSON.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(resp);
+        }
         Route::List(parent) => {
             let q = ListQuery::parse(query);
             let size = list::page_size(q.page_size.as_deref())?;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::AuthConfig;
 pub use error::ApiError;
-pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES};
+pub use http::{DEFAULT_MAX_WAIT, MAX_BODY_BYTES, OPENAPI_JSON};
 pub use limit::RateLimit;
 pub use service::AUDIT_TARGET;
 pub use service::Service;

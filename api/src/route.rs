@@ -21,6 +21,8 @@ pub enum Route {
     Wait(OperationName),
     /// `GET /v1/kinds`.
     Kinds,
+    /// `GET /v1/openapi.json`: the OpenAPI document of this surface.
+    OpenApi,
 }
 
 impl Route {
@@ -55,6 +57,7 @@ impl Route {
         };
         let route = match (method, verb) {
             (&Method::GET, None) if n == 1 && last == "kinds" => Route::Kinds,
+            (&Method::GET, None) if n == 1 && last == "openapi.json" => Route::OpenApi,
             (&Method::POST, None) if n % 2 == 1 && last == "jobs" => Route::Submit(parent()?),
             (&Method::GET, None) if n % 2 == 1 && last == "operations" => Route::List(parent()?),
             (&Method::GET, None) if is_name => Route::Get(name()?),
@@ -68,10 +71,11 @@ impl Route {
 }
 
 impl Route {
-    /// The api method this route calls, and what it is called on (for authorization's audit).
-    pub fn method(&self) -> (auth::Method, String) {
+    /// The api method this route calls, and what it is called on (for authorization and the
+    /// audit log); `None` for a public route, served without credentials.
+    pub fn method(&self) -> Option<(auth::Method, String)> {
         use auth::Method as M;
-        match self {
+        Some(match self {
             Self::Submit(p) => (M::Submit, collection(p)),
             Self::List(p) => (M::List, collection(p)),
             Self::Get(n) => (M::Get, n.as_str().to_owned()),
@@ -79,7 +83,8 @@ impl Route {
             Self::Cancel(n) => (M::Cancel, n.as_str().to_owned()),
             Self::Wait(n) => (M::Wait, n.as_str().to_owned()),
             Self::Kinds => (M::ListKinds, "kinds".to_owned()),
-        }
+            Self::OpenApi => return None,
+        })
     }
 }
 
@@ -147,6 +152,7 @@ mod tests {
             Route::Wait(name("operations/x"))
         );
         assert_eq!(parse(Method::GET, "kinds").unwrap(), Route::Kinds);
+        assert_eq!(parse(Method::GET, "openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(
             parse(Method::GET, "operations/a%2Db").unwrap(),
             Route::Get(name("operations/a-b"))
@@ -173,6 +179,7 @@ mod tests {
             "projects/p/jobs/x",
             "projects/p/kinds",
             "kinds:list",
+            "projects/p/openapi.json",
         ] {
             let e = parse(Method::GET, unknown).unwrap_err();
             assert_eq!(e.code.http_status(), 404, "{unknown}");
@@ -192,6 +199,13 @@ mod tests {
                 "{m}"
             );
         }
+        assert_eq!(
+            parse(Method::POST, "openapi.json")
+                .unwrap_err()
+                .code
+                .http_status(),
+            404
+        );
         assert_eq!(
             parse(Method::GET, "operations/x:cancel")
                 .unwrap_err()

@@ -12,6 +12,7 @@ mod input;
 mod kinds;
 mod lifecycle;
 mod list;
+mod openapi;
 mod outages;
 mod proto;
 mod proxy;
