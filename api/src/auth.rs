@@ -461,7 +461,9 @@ impl Verifier {
             Some(Scp::Text(text)) => scope_bits(text.split_whitespace()),
             None => 0,
         };
-        Ok((Principal::new(c.sub, scopes, c.lro_parents), c.exp))
+        // Saturating: `exp` is in range, `jsonwebtoken` has checked it.
+        let exp = c.exp as u64;
+        Ok((Principal::new(c.sub, scopes, c.lro_parents), exp))
     }
 
     fn verify_api_key(&self, key: &str) -> Result<Principal, ApiError> {
@@ -493,7 +495,8 @@ fn bearer_token(header: &[u8]) -> Option<&str> {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    exp: u64,
+    /// Seconds since the epoch; some issuers write a fraction.
+    exp: f64,
     #[serde(default)]
     scope: String,
     #[serde(default)]

@@ -550,6 +550,11 @@ async fn rs256_and_es256_tokens_are_verified_by_key_id() {
         .api
         .bearer(&signed(&c, "ec-private.pem", Algorithm::ES256, "rsa-1"));
     refused(&mixed.get(&name).await, 401, "ACCESS_TOKEN_INVALID");
+    // An `exp` with a fraction (as some issuers write it) is read too.
+    let mut fractional = claims("kim", READ);
+    fractional["exp"] = json!(now() as f64 + 600.5);
+    let r = env.api.bearer(&hs256(&fractional)).get(&name).await;
+    assert_eq!(r.ok()["name"], name);
     // `scp` as an array is read as well as `scope`.
     let mut scp = claims("kim", "");
     scp["scp"] = json!([READ]);
