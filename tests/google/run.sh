@@ -10,6 +10,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 protos="$(cd "$here/../../proto" && pwd)"
 venv="${CARGO_TARGET_DIR:-$here/../../target}/google-venv"
 py="$venv/bin/python"
+# Tests run in parallel and may both find the virtualenv missing: one makes it, the other waits.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 check='import google.api_core.operations_v1, google.auth, google.longrunning.operations_pb2_grpc, google.rpc.error_details_pb2, grpc, grpc_status, grpc_tools.protoc, requests'
 if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" \
     || ! "$py" -c "$check" 2>/dev/null; then
@@ -28,6 +32,7 @@ if [[ "$(cat "$out/.sum" 2>/dev/null)" != "$sum" ]]; then
   (cd "$protos" && "$py" -m grpc_tools.protoc -I . --python_out="$out" --grpc_python_out="$out" "${files[@]}")
   echo "$sum" >"$out/.sum"
 fi
+exec 9>&- # made: others may go on
 export PYTHONPATH="$out${PYTHONPATH:+:$PYTHONPATH}"
 # `--script with_credentials.py` runs another script of this folder with the same environment.
 script=conformance.py

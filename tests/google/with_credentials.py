@@ -12,8 +12,9 @@ Google's own Python client libraries authenticating to lro the way they do to Go
     tests/google/run.sh --script with_credentials.py --https https://localhost:PORT --grpc localhost:PORT \
         --ca ca.pem --admin-token T --read-token R --expired-token E
 
-The api must run with TLS and an HS256 secret the tokens were signed with; REQUESTS_CA_BUNDLE
-must name the CA for the REST side. Refusals must arrive as the clients' own exceptions
+The api must run with TLS and an HS256 secret the tokens were signed with. The REST side trusts
+the CA through REQUESTS_CA_BUNDLE, which the script sets itself (set for run.sh, it would make pip
+distrust the package index while the virtualenv is made). Refusals must arrive as the clients' own exceptions
 (Unauthorized/Unauthenticated, Forbidden/PermissionDenied) with lro's ErrorInfo reason.
 
 Prints one line per call, then `with_credentials: N calls, all passed` and exits 0, or names each failed
@@ -21,6 +22,7 @@ check and exits 1.
 """
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -114,6 +116,7 @@ def main():
     p.add_argument("--read-token", required=True)
     p.add_argument("--expired-token", required=True)
     a = p.parse_args()
+    os.environ["REQUESTS_CA_BUNDLE"] = a.ca
 
     # REST: Google's user-credentials class; its AuthorizedSession adds the bearer.
     admin = Credentials(token=a.admin_token)

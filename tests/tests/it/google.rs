@@ -72,7 +72,6 @@ async fn google_python_clients_authenticate_over_https_and_grpc_tls() {
             &token("reader", "lro.operations.read", now + 600),
         ])
         .args(["--expired-token", &token("old", "lro.admin", now - 3600)])
-        .env("REQUESTS_CA_BUNDLE", &pki.ca)
         .stdin(std::process::Stdio::null())
         .output()
         .await
