@@ -32,6 +32,9 @@ pub enum Error {
     /// The api answered an error envelope (AIP-193): its `status` and `message`.
     #[error("{status}: {message}")]
     Api { status: String, message: String },
+    /// Something on this side failed (not the api's answer).
+    #[error("INTERNAL: {0}")]
+    Local(String),
     /// No answer at all.
     #[error("UNAVAILABLE: cannot reach {base}: {cause}")]
     Unreachable { base: String, cause: String },
@@ -199,7 +202,7 @@ fn encode_path(path: &str) -> String {
 }
 
 /// A proto3 JSON Duration, e.g. `"1.500s"`.
-fn proto_duration(d: Duration) -> String {
+pub fn proto_duration(d: Duration) -> String {
     format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
 }
 

@@ -31,6 +31,8 @@ pub async fn submit(
         body.insert("requestId".into(), Value::String(id));
     }
     if let Some(t) = s.timeout {
+        // `2m` or `1.5s` become the proto3 form; anything else goes as given, for the api to judge.
+        let t = crate::parse_duration(&t).map_or(t, crate::api::proto_duration);
         body.insert("timeout".into(), Value::String(t));
     }
     let op = client
@@ -103,8 +105,8 @@ pub async fn delete(client: &Client, format: Format, name: &str) -> Result<Exit,
 fn acknowledge(format: Format, name: &str, answer: &Value, done: &str) {
     let name = crate::api::trim_name(name);
     match format {
-        Format::Json => println!("{answer}"),
-        Format::Name => println!("{name}"),
-        Format::Table => println!("{name}: {done}"),
+        Format::Json => output::line(answer),
+        Format::Name => output::line(name),
+        Format::Table => output::line(format!("{name}: {done}")),
     }
 }

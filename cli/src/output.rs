@@ -21,19 +21,26 @@ pub enum Format {
 /// Prints one operation.
 pub fn operation(format: Format, op: &Value) {
     match format {
-        Format::Json => println!("{op}"),
-        Format::Name => println!("{}", name(op)),
-        Format::Table => println!("{}", details(op)),
+        Format::Json => line(op),
+        Format::Name => line(name(op)),
+        Format::Table => line(details(op)),
     }
 }
 
 /// Prints a list of operations.
 pub fn operations(format: Format, ops: &[Value]) {
     match format {
-        Format::Json => ops.iter().for_each(|op| println!("{op}")),
-        Format::Name => ops.iter().for_each(|op| println!("{}", name(op))),
-        Format::Table => println!("{}", list(ops, SystemTime::now())),
+        Format::Json => ops.iter().for_each(line),
+        Format::Name => ops.iter().for_each(|op| line(name(op))),
+        Format::Table => line(list(ops, SystemTime::now())),
     }
+}
+
+/// One line (or table) on stdout. A reader that went away (`lro list -o name | head -1`) is
+/// its choice, not an error: the rest is dropped instead of panicking as `println!` would.
+pub fn line(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 /// A table with a row per operation: name, kind, state, progress, worker, age.

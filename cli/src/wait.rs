@@ -41,28 +41,33 @@ pub async fn batch_cancel(
     } else {
         until_done(client, output::name(&batch), None).await?
     };
-    match format {
-        Format::Table if op["done"] == true && op.get("response").is_some() => {
-            let r = &op["response"];
-            // A Struct response is an Any of a well-known type: its fields sit under "value".
-            let counts = if r["value"].is_object() {
-                &r["value"]
-            } else {
-                r
-            };
+    match (format, counts(&op)) {
+        (Format::Table, Some(counts)) => {
             let mut table = output::table();
             table.add_row(["batch", output::name(&op)]);
-            for key in ["matched", "cancelled", "alreadyDone", "notCancellable"] {
-                table.add_row([
-                    key.to_owned(),
-                    counts[key].as_u64().unwrap_or(0).to_string(),
-                ]);
+            for (key, n) in counts {
+                table.add_row([key.to_owned(), n.to_string()]);
             }
-            println!("{table}");
+            output::line(table);
         }
         _ => output::operation(format, &op),
     }
     Ok(outcome(&op))
+}
+
+/// A finished batch's counts, in the contract's order; `None` before it has a response.
+fn counts(op: &Value) -> Option<[(&'static str, u64); 4]> {
+    let r = op.get("response")?;
+    // A Struct response is an Any of a well-known type: its fields sit under "value".
+    let fields = if r["value"].is_object() {
+        &r["value"]
+    } else {
+        r
+    };
+    Some(
+        ["matched", "cancelled", "alreadyDone", "notCancellable"]
+            .map(|key| (key, fields[key].as_u64().unwrap_or(0))),
+    )
 }
 
 /// The operation once done, or as it is when `timeout` runs out (never, without one).
@@ -139,5 +144,22 @@ impl Progress {
         if let Self::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn batch_counts_are_read_from_the_struct_response() {
+        let op = json!({"name": "operations/b", "done": true, "response": {
+            "@type": "type.googleapis.com/google.protobuf.Struct",
+            "value": {"matched": 3, "cancelled": 2, "alreadyDone": 1, "notCancellable": 0}}});
+        let read = counts(&op).expect("counts");
+        assert_eq!(read[0], ("matched", 3));
+        assert_eq!(read[2], ("alreadyDone", 1));
+        assert_eq!(counts(&json!({"name": "operations/b"})), None);
     }
 }

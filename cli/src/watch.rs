@@ -2,7 +2,7 @@
 //! the screen is redrawn in place; otherwise each refresh is printed after the last (a blank
 //! line between), so a pipe or a log sees plain repeated tables.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -22,28 +22,43 @@ pub async fn watch(
     filter: Option<&str>,
 ) -> Result<Exit, Error> {
     let terminal = std::io::stdout().is_terminal();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Listening from the start (not from the first wait for a refresh): a Ctrl-C at any moment
+    // ends the watch cleanly, with status 0.
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Error::Local(format!("cannot listen for Ctrl-C: {e}")))?;
     loop {
         let ops = snapshot(client, parent, filter).await?;
+        let mut frame = String::new();
         if terminal {
             // Home and clear, then the table.
-            print!("\x1b[H\x1b[2J");
-            println!(
-                "lro watch {} (every {}s; Ctrl-C to stop)",
-                parent.unwrap_or(""),
+            frame += "\x1b[H\x1b[2J";
+            frame += &format!(
+                "lro watch {} (every {}s; Ctrl-C to stop)\n",
+                parent.unwrap_or("operations"),
                 REFRESH.as_secs()
             );
         }
         match format {
-            Format::Table => println!("{}", output::list(&ops, SystemTime::now())),
-            other => output::operations(other, &ops),
+            Format::Table => frame += &format!("{}\n", output::list(&ops, SystemTime::now())),
+            Format::Json => ops.iter().for_each(|op| frame += &format!("{op}\n")),
+            Format::Name => ops
+                .iter()
+                .for_each(|op| frame += &format!("{}\n", output::name(op))),
         }
         if !terminal {
-            println!();
+            frame += "\n";
+        }
+        // Nobody reading any more (a closed pipe) ends the watch as Ctrl-C does.
+        let mut stdout = std::io::stdout();
+        if stdout
+            .write_all(frame.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Ok(Exit::Succeeded);
         }
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(Exit::Succeeded),
+            _ = ctrl_c.recv() => return Ok(Exit::Succeeded),
             () = tokio::time::sleep(REFRESH) => {}
         }
     }

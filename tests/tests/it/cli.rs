@@ -103,7 +103,7 @@ async fn cli_get_prints_the_operation_in_each_output_form() {
 
     let json = lro(&env, &["get", &name, "-o", "json"]).await;
     assert_eq!(json.code, 0, "{json:?}");
-    assert_eq!(json.json_lines(), [stored.clone()], "{json:?}");
+    assert_eq!(json.json_lines(), std::slice::from_ref(&stored), "{json:?}");
     // Options go before the verb too, and a name may carry its `/v1/`.
     let before = lro(&env, &["-o", "json", "get", &format!("/v1/{name}")]).await;
     assert_eq!(before.json_lines(), [stored], "{before:?}");
@@ -316,6 +316,51 @@ async fn cli_wait_runs_out_with_4_and_reports_each_change() {
     env.api.cancel(&name).await.ok();
 }
 
+/// On a terminal, `wait` draws a bar from the operation's progress. `script` gives the command a
+/// terminal; on a machine without it the test says so and passes.
+#[tokio::test]
+async fn cli_wait_draws_a_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` here to give lro a terminal");
+        return;
+    }
+    let (env, probe) = Env::with_worker(4).await;
+    let name = name_of(&env.api.submit("", "gate", json!({})).await);
+    // The probe reports 40 % "gate open" before it counts as started.
+    probe.started(&name).await;
+    let line = format!(
+        "{LRO} --api {} wait {name} --timeout 1.5s -o name",
+        base(&env)
+    );
+    let out = tokio::time::timeout(
+        DEADLINE,
+        Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("lro under script finishes")
+    .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    // A 30-wide bar at 40 %, and the message beside it (stdout itself holds only the name).
+    assert!(text.contains("[============>"), "no bar in {text:?}");
+    assert!(
+        text.contains(" 40% RUNNING gate open"),
+        "no progress in {text:?}"
+    );
+    probe.release(&name);
+}
+
 #[tokio::test]
 async fn cli_api_errors_are_one_line_and_exit_5() {
     let env = Env::start().await;
@@ -441,7 +486,15 @@ async fn cli_watch_shows_a_submitted_operation() {
     })
     .await
     .expect("a table within the deadline");
-    child.kill().await.expect("kill lro watch");
+    // Ctrl-C ends it, with exit status 0.
+    let pid = child.id().expect("pid").to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().await;
+    assert!(sent.expect("kill runs").success());
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("lro watch stops on Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
     let row = seen.expect("the operation's row before the output ended");
     assert!(header, "no header before {row:?}");
     assert!(row.contains("QUEUED") && row.contains("sleep"), "{row:?}");
