@@ -26,6 +26,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'}')
     .add(b':');
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A call that did not get an answer it could use.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,12 +59,19 @@ pub struct Page {
 
 impl Client {
     /// A client of the api at `base` (`http://host:port` or `https://…`).
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, Error> {
+        // Bounded so that an api that accepts and never answers cannot hang the command; a
+        // `:wait` is asked to block for a second or so, far below either bound.
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Local(format!("cannot make an http client: {e}")))?;
+        Ok(Self {
+            http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
-        }
+        })
     }
 
     /// `POST /v1/jobs` or `POST /v1/{parent}/jobs`.
@@ -151,7 +161,7 @@ impl Client {
         }
         let unreachable = |e: reqwest::Error| Error::Unreachable {
             base: self.base.clone(),
-            cause: one_line(&error_chain(&e)),
+            cause: one_line(&causes(&e)),
         };
         let res = req.send().await.map_err(unreachable)?;
         let status = res.status();
@@ -224,14 +234,21 @@ fn status_name(http: u16) -> &'static str {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
+/// Why a request failed: its causes (reqwest's own message repeats the whole URL).
+fn causes(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text += &format!(": {s}");
+        causes.push(s.to_string());
         source = s.source();
     }
-    text
+    if e.is_timeout() {
+        causes.push("timed out".into());
+    }
+    if causes.is_empty() {
+        causes.push(e.to_string());
+    }
+    causes.join(": ")
 }
 
 /// The error line is one line, whatever a message holds.

@@ -77,7 +77,10 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Cancels each NAME; or, with --filter and --yes, every matching operation of a parent.
+    /// Cancels each NAME, or (--filter, --yes) every matching operation of a parent.
+    ///
+    /// By name: prints each name (the api's `{}` with -o json). A batch cancel waits for the
+    /// batch operation, showing its progress, and prints its counts.
     Cancel {
         #[arg(required_unless_present = "filter", conflicts_with = "filter")]
         names: Vec<String>,
@@ -99,6 +102,8 @@ pub enum Command {
         timeout: Option<Duration>,
     },
     /// Deletes an operation's record (it does not cancel the job).
+    ///
+    /// Prints the name (the api's `{}` with -o json).
     Delete { name: String },
     /// A live table of operations, refreshed every second, until Ctrl-C.
     Watch {
@@ -150,7 +155,13 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command line; an api error is printed here, once, as one line.
 pub async fn run(cli: Cli) -> Exit {
-    let client = Client::new(&cli.api, cli.token.clone());
+    let client = match Client::new(&cli.api, cli.token.clone()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("lro: {e}");
+            return Exit::ApiError;
+        }
+    };
     let format = cli.output;
     let result = match cli.command {
         Command::Submit {
