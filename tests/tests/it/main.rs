@@ -4,6 +4,7 @@
 mod auth;
 mod broker;
 mod cancel;
+mod cli;
 mod faults;
 mod google;
 mod grpc;
