@@ -10,7 +10,7 @@ use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds};
 use serde_json::{Value, json};
 
-use crate::auth::{Creds, claims, hs256};
+use crate::auth::{Creds, api_process, claims, hs256, line_where};
 use crate::harness::{Api, Env, Probe, eventually, name_of, state_of, store};
 
 const STRUCT: &str = "type.googleapis.com/google.protobuf.Struct";
@@ -411,4 +411,51 @@ async fn a_batch_whose_worker_dies_completes_elsewhere_counting_each_once() {
         .list_all("projects/k/operations", "metadata.state=CANCELLED")
         .await;
     assert_eq!(cancelled_now.len(), names.len());
+}
+
+#[tokio::test]
+async fn a_batch_cancel_is_audited_with_its_outcome() {
+    let creds = Creds::new();
+    let env = Env::start().await;
+    let secret = creds.dir.join("secret").display().to_string();
+    let (_api, mut lines) = api_process(&env, &[("LRO_AUTH_HS256_SECRET_FILE", secret)]);
+    let listening = line_where(&mut lines, |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening on http://"))
+    })
+    .await;
+    let addr = listening["message"]
+        .as_str()
+        .and_then(|m| m.split("http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address");
+    let api = Api::at(&format!("http://{addr}"));
+    let token = |sub: &str, scope: &str| {
+        let mut c = claims(sub, scope);
+        c.as_object_mut().expect("claims").remove("iss");
+        c.as_object_mut().expect("claims").remove("aud");
+        hs256(&c)
+    };
+    let alice = api.bearer(&token("alice", "lro.operations.cancel"));
+    let started = batch(&alice, "projects/a", json!({"filter": "done=false"}))
+        .await
+        .ok();
+    let reader = api.bearer(&token("rita", "lro.operations.read"));
+    batch(&reader, "projects/a", json!({"filter": "done=false"}))
+        .await
+        .error(403, "PERMISSION_DENIED");
+
+    let audit = |principal: &'static str, name: String, outcome: &'static str| {
+        move |l: &Value| {
+            l["target"] == "lro::audit"
+                && l["method"] == "lro.v1.Jobs.BatchCancelOperations"
+                && l["principal"] == principal
+                && l["name"] == name.as_str()
+                && l["outcome"] == outcome
+        }
+    };
+    line_where(&mut lines, audit("alice", name_of(&started), "OK")).await;
+    let collection = "projects/a/operations".to_owned();
+    line_where(&mut lines, audit("rita", collection, "PERMISSION_DENIED")).await;
 }
