@@ -2,8 +2,8 @@
 //! submission, independent of transport (REST and gRPC both call these).
 //!
 //! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
-//! and rate-limits) and authorizes it before it reads anything. Submits, cancels and deletes are
-//! written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
+//! and rate-limits) and authorizes it before it reads anything. Submits, cancels, batch cancels
+//! and deletes are written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use crate::waiters::Waiters;
 /// The most operations one list call reads from the index while filtering, before it returns a
 /// short page with a token to go on from (AIP-158 allows short pages).
 const LIST_SCAN_LIMIT: usize = 10_000;
-/// The tracing target of the audit log: one line per submit, cancel and delete.
+/// The tracing target of the audit log: one line per submit, cancel, batch cancel and delete.
 pub const AUDIT_TARGET: &str = "lro::audit";
 /// Longest accepted request id.
 const MAX_REQUEST_ID_LEN: usize = 128;
