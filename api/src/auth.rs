@@ -102,6 +102,7 @@ pub enum Method {
     List,
     Wait,
     Cancel,
+    BatchCancel,
     Delete,
     ListKinds,
 }
@@ -110,7 +111,7 @@ impl Method {
     pub fn scope(self) -> Scope {
         match self {
             Self::Get | Self::List | Self::Wait | Self::ListKinds => Scope::Read,
-            Self::Cancel => Scope::Cancel,
+            Self::Cancel | Self::BatchCancel => Scope::Cancel,
             Self::Delete => Scope::Delete,
             Self::Submit => Scope::Submit,
         }
@@ -121,6 +122,7 @@ impl Method {
         match self {
             Self::Submit => "lro.v1.Jobs.SubmitJob",
             Self::ListKinds => "lro.v1.Jobs.ListKinds",
+            Self::BatchCancel => "lro.v1.Jobs.BatchCancelOperations",
             Self::Get => "google.longrunning.Operations.GetOperation",
             Self::List => "google.longrunning.Operations.ListOperations",
             Self::Wait => "google.longrunning.Operations.WaitOperation",
@@ -612,7 +614,12 @@ mod tests {
         for m in [Method::Get, Method::List, Method::Wait, Method::ListKinds] {
             assert!(read.authorize(m, Some(&Parent::root())).is_ok(), "{m:?}");
         }
-        for m in [Method::Cancel, Method::Delete, Method::Submit] {
+        for m in [
+            Method::Cancel,
+            Method::BatchCancel,
+            Method::Delete,
+            Method::Submit,
+        ] {
             let e = read.authorize(m, None).expect_err("refused");
             assert_eq!(e.reason, "ACCESS_TOKEN_SCOPE_INSUFFICIENT");
         }

@@ -39,7 +39,7 @@ pub fn route(method: u8, raw: &str) -> (&'static str, Result<Route, ApiError>) {
 
 /// The list filter parser.
 pub fn filter(s: &str) -> Result<Filter, ApiError> {
-    Filter::parse(s)
+    crate::list::parse_filter(s)
 }
 
 /// A filter written back as text `Filter::parse` reads as the same filter: the fields it has, in

@@ -23,9 +23,9 @@ use crate::list;
 use crate::pb::google::longrunning::{self as lr, operations_server};
 use crate::pb::google::rpc;
 use crate::pb::lro::v1::{self as lro, jobs_server};
-use crate::render::{METADATA_TYPE, RESPONSE_TYPE};
+use crate::render::{METADATA_TYPE, STRUCT_TYPE, response_type};
 use crate::route::collection;
-use crate::service::{Service, Submit};
+use crate::service::{BatchCancel, Service, Submit};
 use crate::tls::ServerTls;
 
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
@@ -169,6 +169,25 @@ impl jobs_server::Jobs for Grpc {
         answer(run.await)
     }
 
+    async fn batch_cancel_operations(
+        &self,
+        req: Request<lro::BatchCancelOperationsRequest>,
+    ) -> Answer<lr::Operation> {
+        let run = async {
+            let parent = Parent::parse(&req.get_ref().parent)
+                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let who = self.caller(&req, Method::BatchCancel, &collection(&parent))?;
+            let req = req.into_inner();
+            let batch = BatchCancel {
+                parent,
+                filter: req.filter,
+                request_id: Some(req.request_id).filter(|r| !r.is_empty()),
+            };
+            Ok(operation(&self.0.batch_cancel(&who, batch).await?))
+        };
+        answer(run.await)
+    }
+
     async fn list_kinds(
         &self,
         req: Request<lro::ListKindsRequest>,
@@ -286,7 +305,12 @@ pub fn operation(op: &Operation) -> lr::Operation {
     let result = match &op.phase {
         Phase::Done { result, .. } => Some(match result {
             Terminal::Succeeded(v) => {
-                lr::operation::Result::Response(any(RESPONSE_TYPE, &value(v)))
+                let response = match (response_type(op), value(v).kind) {
+                    (STRUCT_TYPE, Some(Kind::StructValue(s))) => any(STRUCT_TYPE, &s),
+                    (STRUCT_TYPE, _) => any(STRUCT_TYPE, &prost_types::Struct::default()),
+                    (t, _) => any(t, &value(v)),
+                };
+                lr::operation::Result::Response(response)
             }
             Terminal::Failed(s) => lr::operation::Result::Error(rpc_status(s)),
             Terminal::Cancelled => {
@@ -489,6 +513,14 @@ mod tests {
             .finish(1, Terminal::Succeeded(output), t + 4_000)
             .expect("finish");
         out.push(succeeded);
+        let mut batch = new(None, None);
+        batch.kind = lro_common::kinds::BATCH_CANCEL.into();
+        batch.start("w1", t + 1_000, t + 16_000).expect("start");
+        let counts = json!({"matched": 30, "cancelled": 25, "alreadyDone": 3, "notCancellable": 2});
+        batch
+            .finish(1, Terminal::Succeeded(counts), t + 4_000)
+            .expect("finish");
+        out.push(batch);
         let mut failed = running.clone();
         failed
             .finish(

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::list;
 use crate::render;
 use crate::route::{Route, no_route};
-use crate::service::{Service, Submit};
+use crate::service::{BatchCancel, Service, Submit};
 
 /// The OpenAPI 3.1 document of the REST surface, served at `GET /v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -135,6 +135,15 @@ async fn handle(
             let timeout = parse_timeout(b.timeout.as_deref())?;
             render::operation(&svc.wait(who, &name, timeout).await?)
         }
+        Route::BatchCancel(parent) => {
+            let b: BatchCancelBody = read_json(body, true).await?.unwrap_or_default();
+            let req = BatchCancel {
+                parent,
+                filter: b.filter,
+                request_id: b.request_id,
+            };
+            render::operation(&svc.batch_cancel(who, req).await?)
+        }
         Route::Kinds => render::kinds(&svc.kinds(who).await?),
     };
     Ok(json_response(200, &answer))
@@ -169,6 +178,16 @@ pub(crate) struct SubmitBody {
     pub(crate) request_id: Option<String>,
     #[serde(default)]
     pub(crate) timeout: Option<String>,
+}
+
+/// `…/operations:batchCancel` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct BatchCancelBody {
+    #[serde(default)]
+    pub(crate) filter: String,
+    #[serde(default, alias = "request_id")]
+    pub(crate) request_id: Option<String>,
 }
 
 /// `:cancel` body: empty, `{}` or `{"name"}`.

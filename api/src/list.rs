@@ -1,14 +1,13 @@
 //! Listing: the filter subset (AIP-160) and opaque page tokens (AIP-158).
 //!
-//! Filter grammar: terms joined by ` AND `, each `field = value` with `field` one of `done`,
-//! `metadata.state`, `metadata.kind`; values may be quoted. A page token is the base64url of the
+//! The filter grammar lives in `lro_common::filter` (the worker running a batch cancel reads it
+//! too); here it is refused as INVALID_FILTER. A page token is the base64url of the
 //! last id returned plus the parent and filter it was made for; using it with another filter is an
 //! error, as AIP-158 asks.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lro_common::name::{Parent, check_segment};
-use lro_common::operation::{Operation, State};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -16,71 +15,11 @@ use crate::error::ApiError;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// A parsed filter; every present field must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub(crate) done: Option<bool>,
-    pub(crate) state: Option<State>,
-    pub(crate) kind: Option<String>,
-}
+pub use lro_common::filter::Filter;
 
-impl Filter {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = |msg: String| ApiError::invalid("INVALID_FILTER", msg);
-        let mut f = Filter::default();
-        if s.trim().is_empty() {
-            return Ok(f);
-        }
-        for term in s.split(" AND ") {
-            let (field, value) = term
-                .split_once('=')
-                .ok_or_else(|| bad(format!("filter term {term:?} is not field=value")))?;
-            let field = field.trim();
-            let value = unquote(value.trim())
-                .ok_or_else(|| bad(format!("filter value in {term:?} is badly quoted")))?;
-            match field {
-                "done" if f.done.is_none() => {
-                    f.done = Some(match value {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(bad(format!("done must be true or false, not {value:?}"))),
-                    });
-                }
-                "metadata.state" if f.state.is_none() => {
-                    f.state = Some(State::parse(value).ok_or_else(|| {
-                        bad(format!(
-                            "unknown state {value:?}; states are {}",
-                            State::ALL.map(State::name).join(", ")
-                        ))
-                    })?);
-                }
-                "metadata.kind" if f.kind.is_none() => f.kind = Some(value.to_owned()),
-                "done" | "metadata.state" | "metadata.kind" => {
-                    return Err(bad(format!("field {field} appears twice in the filter")));
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "cannot filter on {field:?}: use done, metadata.state or metadata.kind"
-                    )));
-                }
-            }
-        }
-        Ok(f)
-    }
-
-    pub fn matches(&self, op: &Operation) -> bool {
-        self.done.is_none_or(|d| op.is_done() == d)
-            && self.state.is_none_or(|s| op.state() == s)
-            && self.kind.as_ref().is_none_or(|k| &op.kind == k)
-    }
-}
-
-fn unquote(v: &str) -> Option<&str> {
-    match v.strip_prefix('"') {
-        Some(rest) => rest.strip_suffix('"').filter(|inner| !inner.contains('"')),
-        None if v.contains('"') || v.is_empty() => None,
-        None => Some(v),
-    }
+/// Reads a filter as list and batch cancel take it; a refusal is INVALID_FILTER.
+pub fn parse_filter(s: &str) -> Result<Filter, ApiError> {
+    Filter::parse(s).map_err(|e| ApiError::invalid("INVALID_FILTER", e.0))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,34 +86,6 @@ pub fn page_size_of(n: i64) -> Result<usize, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_filter_subset() {
-        assert_eq!(Filter::parse("").unwrap(), Filter::default());
-        let f =
-            Filter::parse(r#"done = false AND metadata.state=RUNNING AND metadata.kind="sleep""#)
-                .unwrap();
-        assert_eq!(f.done, Some(false));
-        assert_eq!(f.state, Some(State::Running));
-        assert_eq!(f.kind.as_deref(), Some("sleep"));
-        assert_eq!(
-            Filter::parse(r#"metadata.state="CANCELLED""#)
-                .unwrap()
-                .state,
-            Some(State::Cancelled)
-        );
-        for bad in [
-            "done",
-            "done=maybe",
-            "name=x",
-            "metadata.state=running",
-            "done=true AND done=false",
-            r#"metadata.kind="sleep"#,
-            "done=true and done=false",
-        ] {
-            assert!(Filter::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn page_tokens_round_trip_and_bind_to_their_filter() {

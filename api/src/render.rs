@@ -1,7 +1,8 @@
 //! Operation → proto3 JSON of `google.longrunning.Operation`, exactly: `name`, `metadata`,
 //! `done`, and one of `error` / `response`, defaults omitted. Metadata is an
 //! `lro.v1.OperationMetadata` (proto/lro/v1/operation_metadata.proto); a job's output is a
-//! `google.protobuf.Value`, so it sits under `"value"`. Also the kinds, as the proto3 JSON of
+//! `google.protobuf.Value` (a batch cancel's a `google.protobuf.Struct`), so it sits under
+//! `"value"`. Also the kinds, as the proto3 JSON of
 //! `lro.v1.ListKindsResponse`.
 
 use lro_common::kinds::KindInfo;
@@ -11,6 +12,18 @@ use serde_json::{Map, Value, json};
 
 pub const METADATA_TYPE: &str = "type.googleapis.com/lro.v1.OperationMetadata";
 pub const RESPONSE_TYPE: &str = "type.googleapis.com/google.protobuf.Value";
+/// A batch cancel's response: its counts, as a `google.protobuf.Struct`.
+pub const STRUCT_TYPE: &str = "type.googleapis.com/google.protobuf.Struct";
+
+/// The `@type` of an operation's response: a `Struct` for a batch cancel (its output is always an
+/// object), a `Value` for every other job.
+pub fn response_type(op: &Operation) -> &'static str {
+    if op.kind == lro_common::kinds::BATCH_CANCEL {
+        STRUCT_TYPE
+    } else {
+        RESPONSE_TYPE
+    }
+}
 
 /// `{"kinds": [{"name", "cancellable", "inputSchema"}]}`, defaults omitted (`cancellable` false).
 pub fn kinds(kinds: &[KindInfo]) -> Value {
@@ -43,7 +56,7 @@ pub fn operation(op: &Operation) -> Value {
             Terminal::Succeeded(value) => {
                 out.insert(
                     "response".into(),
-                    json!({ "@type": RESPONSE_TYPE, "value": value }),
+                    json!({ "@type": response_type(op), "value": value }),
                 );
             }
             Terminal::Failed(status) => {

@@ -19,6 +19,8 @@ pub enum Route {
     Delete(OperationName),
     Cancel(OperationName),
     Wait(OperationName),
+    /// `POST /v1/{parent}/operations:batchCancel`: a verb on the collection.
+    BatchCancel(Parent),
     /// `GET /v1/kinds`.
     Kinds,
     /// `GET /v1/openapi.json`: the OpenAPI document of this surface.
@@ -64,6 +66,9 @@ impl Route {
             (&Method::DELETE, None) if is_name => Route::Delete(name()?),
             (&Method::POST, Some("cancel")) if is_name => Route::Cancel(name()?),
             (&Method::POST, Some("wait")) if is_name => Route::Wait(name()?),
+            (&Method::POST, Some("batchCancel")) if n % 2 == 1 && last == "operations" => {
+                Route::BatchCancel(parent()?)
+            }
             _ => return Err(no_route(method, &format!("/v1/{raw}"))),
         };
         Ok(route)
@@ -82,6 +87,7 @@ impl Route {
             Self::Delete(n) => (M::Delete, n.as_str().to_owned()),
             Self::Cancel(n) => (M::Cancel, n.as_str().to_owned()),
             Self::Wait(n) => (M::Wait, n.as_str().to_owned()),
+            Self::BatchCancel(p) => (M::BatchCancel, collection(p)),
             Self::Kinds => (M::ListKinds, "kinds".to_owned()),
             Self::OpenApi => return None,
         })
@@ -151,6 +157,14 @@ mod tests {
             parse(Method::POST, "operations/x:wait").unwrap(),
             Route::Wait(name("operations/x"))
         );
+        assert_eq!(
+            parse(Method::POST, "operations:batchCancel").unwrap(),
+            Route::BatchCancel(Parent::root())
+        );
+        assert_eq!(
+            parse(Method::POST, "projects/p/operations:batchCancel").unwrap(),
+            Route::BatchCancel(Parent::parse("projects/p").unwrap())
+        );
         assert_eq!(parse(Method::GET, "kinds").unwrap(), Route::Kinds);
         assert_eq!(parse(Method::GET, "openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(
@@ -180,6 +194,8 @@ mod tests {
             "projects/p/kinds",
             "kinds:list",
             "projects/p/openapi.json",
+            "operations:batchCancel",
+            "projects/p/jobs:batchCancel",
         ] {
             let e = parse(Method::GET, unknown).unwrap_err();
             assert_eq!(e.code.http_status(), 404, "{unknown}");

@@ -2,14 +2,15 @@
 //! submission, independent of transport (REST and gRPC both call these).
 //!
 //! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
-//! and rate-limits) and authorizes it before it reads anything. Submits, cancels and deletes are
-//! written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
+//! and rate-limits) and authorizes it before it reads anything. Submits, cancels, batch cancels
+//! and deletes are written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
 
 use std::time::Duration;
 
-use lro_common::kinds::KindInfo;
+use lro_common::cancel;
+use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
-use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
+use lro_common::operation::{NewOperation, Operation, Refused};
 use lro_common::reaper;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
@@ -20,14 +21,14 @@ use serde_json::Value;
 use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
 use crate::limit::Limiter;
-use crate::list::{self, Filter};
+use crate::list;
 use crate::schema::{Kind, KindCache};
 use crate::waiters::Waiters;
 
 /// The most operations one list call reads from the index while filtering, before it returns a
 /// short page with a token to go on from (AIP-158 allows short pages).
 const LIST_SCAN_LIMIT: usize = 10_000;
-/// The tracing target of the audit log: one line per submit, cancel and delete.
+/// The tracing target of the audit log: one line per submit, cancel, batch cancel and delete.
 pub const AUDIT_TARGET: &str = "lro::audit";
 /// Longest accepted request id.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -63,6 +64,14 @@ pub struct Shared {
     pub(crate) limiter: Limiter,
 }
 
+/// A batch cancel request, already shaped but not yet validated.
+#[derive(Debug, Clone)]
+pub struct BatchCancel {
+    pub parent: Parent,
+    pub filter: String,
+    pub request_id: Option<String>,
+}
+
 /// A job submission, already shaped but not yet validated.
 #[derive(Debug, Clone)]
 pub struct Submit {
@@ -87,7 +96,10 @@ impl Service {
         let who = self.auth.authenticate(creds);
         let who = who.and_then(|p| self.limiter.check(&p).map(|()| p));
         if let Err(e) = &who
-            && matches!(method, Method::Submit | Method::Cancel | Method::Delete)
+            && matches!(
+                method,
+                Method::Submit | Method::Cancel | Method::BatchCancel | Method::Delete
+            )
         {
             audit(None, method, target, Err(e));
         }
@@ -111,6 +123,14 @@ impl Service {
 
     async fn submit_as(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
         who.authorize(Method::Submit, Some(&req.parent))?;
+        if req.kind == BATCH_CANCEL {
+            // Its input names the principal it cancels for: only the api may write that.
+            return Err(ApiError::invalid(
+                "KIND_NOT_SUBMITTABLE",
+                "operations of kind batch-cancel are started by POST …/operations:batchCancel",
+            )
+            .with("kind", BATCH_CANCEL));
+        }
         let kind = self.kind(&req.kind).await?;
         let input = match req.input {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -123,7 +143,22 @@ impl Service {
             }
         };
         let input = kind.admit(input)?;
-        if let Some(r) = &req.request_id {
+        let info = &kind.info;
+        self.create(req.parent, info, input, req.request_id, req.timeout)
+            .await
+    }
+
+    /// Creates and queues an operation of `kind` whose input has been admitted; a repeated
+    /// `request_id` answers the operation it made first.
+    async fn create(
+        &self,
+        parent: Parent,
+        kind: &KindInfo,
+        input: Value,
+        request_id: Option<String>,
+        timeout: Option<Duration>,
+    ) -> Result<Operation, ApiError> {
+        if let Some(r) = &request_id {
             let ok = !r.is_empty()
                 && r.len() <= MAX_REQUEST_ID_LEN
                 && r.bytes().all(|b| b.is_ascii_graphic());
@@ -134,7 +169,7 @@ impl Service {
                 ));
             }
         }
-        let timeout_ms = match req.timeout {
+        let timeout_ms = match timeout {
             None => None,
             Some(d) => {
                 let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -148,17 +183,16 @@ impl Service {
             }
         };
         let id = uuid::Uuid::now_v7().to_string();
-        let name = req
-            .parent
+        let name = parent
             .operation(&id)
             .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
         let op = Operation::new(
             NewOperation {
                 name,
-                kind: kind.info.name.clone(),
+                kind: kind.name.clone(),
                 input,
-                cancellable: kind.info.cancellable,
-                request_id: req.request_id,
+                cancellable: kind.cancellable,
+                request_id,
                 timeout_ms,
                 retention_ms: Some(self.retention_ms),
             },
@@ -182,6 +216,57 @@ impl Service {
                 Ok(op)
             }
         }
+    }
+
+    /// Starts a batch cancel of the operations of `req.parent` matching `req.filter`: an
+    /// operation of kind `batch-cancel` under the same parent, run by a worker. The filter is
+    /// checked here (the list's parser) so a bad one creates nothing; the caller's name goes into
+    /// the batch's input, for the worker to record as each cancel's `cancelRequestedBy`.
+    pub async fn batch_cancel(
+        &self,
+        who: &Principal,
+        req: BatchCancel,
+    ) -> Result<Operation, ApiError> {
+        let collection = crate::route::collection(&req.parent);
+        let result = self.batch_cancel_as(who, req).await;
+        let target = result
+            .as_ref()
+            .map_or(collection.as_str(), |op| op.name.as_str());
+        audit(
+            Some(who),
+            Method::BatchCancel,
+            target,
+            result.as_ref().map(|_| ()),
+        );
+        result
+    }
+
+    async fn batch_cancel_as(
+        &self,
+        who: &Principal,
+        req: BatchCancel,
+    ) -> Result<Operation, ApiError> {
+        who.authorize(Method::BatchCancel, Some(&req.parent))?;
+        if req.filter.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "MISSING_FILTER",
+                "filter is required: a batch cancel names the operations it cancels",
+            ));
+        }
+        list::parse_filter(&req.filter)?;
+        let input = BatchCancelInput {
+            filter: req.filter,
+            principal: who.name().map(str::to_owned),
+        };
+        let input = serde_json::to_value(input).map_err(|e| ApiError::internal(&e))?;
+        self.create(
+            req.parent,
+            &kinds::batch_cancel(),
+            input,
+            req.request_id,
+            None,
+        )
+        .await
     }
 
     /// Every kind the api accepts (built-in and registered), sorted by name.
@@ -228,7 +313,7 @@ impl Service {
         page_token: Option<&str>,
     ) -> Result<(Vec<Operation>, Option<String>), ApiError> {
         who.authorize(Method::List, Some(parent))?;
-        let filter = Filter::parse(filter_text)?;
+        let filter = list::parse_filter(filter_text)?;
         let mut after = match page_token {
             Some(t) if !t.is_empty() => Some(list::read_page_token(t, parent, filter_text)?),
             _ => None,
@@ -300,9 +385,7 @@ impl Service {
 
     async fn cancel_as(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
         who.authorize(Method::Cancel, Some(name.parent()))?;
-        let (_, effect) = self
-            .store
-            .update(name, |op| op.request_cancel(now_millis(), who.name()))
+        cancel::request(&self.store, &self.publisher, name, now_millis(), who.name())
             .await
             .map_err(|e| match e {
                 StoreError::Refused(Refused::NotCancellable(kind)) => ApiError::new(
@@ -313,11 +396,6 @@ impl Service {
                 .with("kind", kind),
                 e => not_found_as(e, name),
             })?;
-        if let CancelEffect::Requested { worker, attempt } = effect
-            && let Err(e) = self.publisher.publish_cancel(&worker, name, attempt).await
-        {
-            tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
-        }
         Ok(())
     }
 

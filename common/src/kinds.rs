@@ -81,6 +81,34 @@ pub struct SpinInput {
     pub iterations: u64,
 }
 
+/// The kind of a batch cancel's operation (`POST …/operations:batchCancel`). Only the api creates
+/// operations of this kind: a submit of it is refused, so its `principal` cannot be forged.
+pub const BATCH_CANCEL: &str = "batch-cancel";
+
+/// Input of `batch-cancel`, written by the api.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCancelInput {
+    /// Which operations of the batch's parent to cancel, in the list filter syntax (not empty).
+    #[schemars(length(min = 1))]
+    pub filter: String,
+    /// Who asked for the batch (a token's `sub`, an API key's name); recorded as each cancel's
+    /// `cancelRequestedBy`. Absent when authentication is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+/// The output of `batch-cancel` (a `google.protobuf.Struct`): how many operations matched the
+/// filter, and what became of them. `cancelled + alreadyDone + notCancellable = matched`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCancelCounts {
+    pub matched: u64,
+    pub cancelled: u64,
+    pub already_done: u64,
+    pub not_cancellable: u64,
+}
+
 /// The JSON Schema of `T`'s input, as the api checks it: draft 2020-12, for deserializing (so
 /// fields with a default are optional).
 pub fn input_schema<T: JsonSchema>() -> Value {
@@ -104,7 +132,17 @@ pub fn builtin() -> Vec<KindInfo> {
         kind("fail", true, input_schema::<FailInput>()),
         kind("spin", true, input_schema::<SpinInput>()),
         kind("uninterruptible", false, input_schema::<SleepInput>()),
+        batch_cancel(),
     ]
+}
+
+/// The `batch-cancel` kind: cancellable (cancelling the batch stops it).
+pub fn batch_cancel() -> KindInfo {
+    KindInfo {
+        name: BATCH_CANCEL.to_owned(),
+        cancellable: true,
+        input_schema: input_schema::<BatchCancelInput>(),
+    }
 }
 
 #[cfg(test)]

@@ -416,6 +416,15 @@ impl Store {
         Ok(ids)
     }
 
+    /// How many operations `parent` holds (its index's size).
+    pub async fn index_len(&self, parent: &Parent) -> Result<u64, StoreError> {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(self.keys.index(parent))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
     /// Reads many operations in one round trip; ids whose record is gone are skipped.
     pub async fn get_many(
         &self,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lro_common::kinds::{FailInput, NoopInput, SleepInput, SpinInput};
+use lro_common::kinds::{BATCH_CANCEL, FailInput, NoopInput, SleepInput, SpinInput};
 use lro_common::status::Code;
 use lro_common::time::{duration_json, parse_duration};
 use serde_json::json;
@@ -19,6 +19,7 @@ pub(crate) fn register(kinds: Kinds) -> Kinds {
         .typed("noop", |_: NoopInput, _ctx| async move { Ok(json!({})) })
         .typed("fail", |input, _ctx| async move { fail(input) })
         .typed("spin", spin)
+        .typed(BATCH_CANCEL, crate::batch::run)
 }
 
 /// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token

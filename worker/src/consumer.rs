@@ -410,6 +410,7 @@ async fn run_job(
         spec.attempt,
         stop.clone(),
         shared.store.clone(),
+        shared.publisher.clone(),
     );
     // Spawned so that a panicking job fails its operation instead of the worker, and so that it
     // can be aborted.

@@ -47,6 +47,7 @@ use lro_common::operation::Progress;
 use lro_common::status::{Code, Status};
 use lro_common::store::Store;
 use lro_common::time::now_millis;
+use lro_common::topology::Broker;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -102,6 +103,8 @@ pub struct JobContext {
     attempt: u32,
     stop: Stop,
     store: std::sync::Arc<Store>,
+    /// For the built-in kinds that talk to other workers (a batch cancel's cancel messages).
+    broker: Broker,
 }
 
 impl JobContext {
@@ -110,13 +113,23 @@ impl JobContext {
         attempt: u32,
         stop: Stop,
         store: std::sync::Arc<Store>,
+        broker: Broker,
     ) -> Self {
         Self {
             name,
             attempt,
             stop,
             store,
+            broker,
         }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     pub fn name(&self) -> &OperationName {
@@ -185,7 +198,7 @@ impl Kinds {
         Self::default()
     }
 
-    /// The built-in kinds (`sleep`, `noop`, `fail`, `spin`, `uninterruptible`).
+    /// The built-in kinds (`sleep`, `noop`, `fail`, `spin`, `uninterruptible`, `batch-cancel`).
     pub fn builtin() -> Self {
         crate::builtin::register(Self::new())
     }

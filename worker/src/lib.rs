@@ -12,6 +12,7 @@
 //! Jobs may fail retryably ([`JobError::Retry`]) and run again after a backoff; job messages no
 //! worker can act on go to the dead-letter queue.
 
+mod batch;
 mod builtin;
 pub mod cli;
 mod consumer;

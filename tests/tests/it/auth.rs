@@ -699,7 +699,7 @@ async fn grpc_submit_needs_its_scope() {
 
 /// Starts the real `lro-api` command line with these variables, logging JSON; its stdout lines
 /// come back on the channel.
-fn api_process(
+pub fn api_process(
     env: &Env,
     vars: &[(&str, String)],
 ) -> (
@@ -732,7 +732,7 @@ fn api_process(
 }
 
 /// The next log line (a JSON object) from `lines` that satisfies `pred`, within [`DEADLINE`].
-async fn line_where(
+pub async fn line_where(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {

@@ -308,7 +308,14 @@ async fn list_kinds_names_every_builtin_with_its_cancellability_over_rest_and_gr
     expected.sort();
     assert_eq!(
         expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["fail", "noop", "sleep", "spin", "uninterruptible"]
+        [
+            "batch-cancel",
+            "fail",
+            "noop",
+            "sleep",
+            "spin",
+            "uninterruptible"
+        ]
     );
 
     let kinds = env.api.call("GET", "/v1/kinds", None).await.ok();

@@ -57,6 +57,14 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
             "/v1/projects/{project}/operations/{operation}:wait",
         ],
     ),
+    (
+        "BatchCancel",
+        "post",
+        &[
+            "/v1/operations:batchCancel",
+            "/v1/projects/{project}/operations:batchCancel",
+        ],
+    ),
     ("OpenApi", "get", &["/v1/openapi.json"]),
     ("Kinds", "get", &["/v1/kinds"]),
 ];
