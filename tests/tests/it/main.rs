@@ -4,6 +4,7 @@
 mod auth;
 mod broker;
 mod cancel;
+mod dashboard;
 mod faults;
 mod google;
 mod grpc;
