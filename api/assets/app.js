@@ -435,7 +435,9 @@ function renderDetail(op) {
     el.detailOutcome.textContent = `Error ${op.error.code}: ${op.error.message || ""}`;
   } else if (op.response) {
     el.detailOutcome.className = "outcome succeeded";
-    el.detailOutcome.textContent = "Response (below, in the JSON).";
+    const response = document.createElement("pre");
+    response.textContent = JSON.stringify(op.response, null, 2);
+    el.detailOutcome.replaceChildren("Response", response);
   } else {
     el.detailOutcome.className = "outcome";
     el.detailOutcome.textContent = "Not done yet.";

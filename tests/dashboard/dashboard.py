@@ -285,13 +285,16 @@ def main():
             page.locator('[data-control="page-size"]').select_option("25")
             check(f"pages of 10 by nextPageToken: {' + '.join(str(len(p)) for p in pages)} = every operation, in order")
 
-            # The picture for the docs: a mix of states, one operation open.
+            # The picture for the docs: a mix of states, one operation open beside the list.
             expect(rows).to_have_count(len(everything), timeout=LIVE_MS)
+            page.set_viewport_size({"width": 1440, "height": 860})
             row(later).locator('[data-action="details"]').click()
             expect(page.locator('[data-field="json"]')).to_contain_text("RUNNING")
             if args.screenshot:
                 page.screenshot(path=args.screenshot)
                 check(f"screenshot saved: {args.screenshot}")
+            page.keyboard.press("Escape")
+            expect(page.locator("#detail")).to_be_hidden()
 
             # 10. A phone: no sideways scrolling, every control still there and usable.
             page.set_viewport_size({"width": 390, "height": 844})
