@@ -22,6 +22,8 @@ const $ = (sel) => document.querySelector(sel);
 const el = {
   live: $("#live"),
   error: $("#error"),
+  errorText: $("#error-text"),
+  dismissError: $('[data-action="dismiss-error"]'),
   signIn: $("#sign-in"),
   signInWhy: $("#sign-in-why"),
   token: $("#token"),
@@ -127,15 +129,26 @@ const collectionOf = (parent) => (parent ? `${parent}/operations` : "operations"
 
 // ---- errors and status line -------------------------------------------------------------------
 
-function showError(message) {
-  el.error.textContent = message;
+// A failed read is shown until a read succeeds again; a failed action (cancel, delete) stays
+// until it is dismissed or the next action, so that the next poll does not wipe it away.
+let sticky = false;
+
+function showError(message, { action = false } = {}) {
+  if (sticky && !action) return;
+  sticky = action;
+  el.errorText.textContent = message;
+  el.dismissError.hidden = !action;
   el.error.hidden = false;
 }
 
-function clearError() {
+function clearError({ action = false } = {}) {
+  if (sticky && !action) return;
+  sticky = false;
   el.error.hidden = true;
-  el.error.textContent = "";
+  el.errorText.textContent = "";
 }
+
+el.dismissError.addEventListener("click", () => clearError({ action: true }));
 
 function describe(e) {
   return e instanceof ApiFailure ? `${e.status}: ${e.message}` : e.message || String(e);
@@ -171,7 +184,7 @@ el.signIn.addEventListener("submit", (ev) => {
   el.signIn.hidden = true;
   el.workspace.hidden = false;
   el.signOut.hidden = false;
-  clearError();
+  clearError({ action: true });
   refresh();
 });
 
@@ -481,6 +494,7 @@ document.addEventListener("keydown", (ev) => {
 // ---- actions ----------------------------------------------------------------------------------
 
 async function cancel(names) {
+  clearError({ action: true });
   const results = await Promise.allSettled(names.map((n) => api("POST", `${pathOf(n)}:cancel`, {})));
   const failed = results
     .map((r, i) => [r, names[i]])
@@ -490,7 +504,7 @@ async function cancel(names) {
   }
   await refresh();
   if (failed.length) {
-    showError(failed.map(([r, n]) => `cancel ${n}: ${describe(r.reason)}`).join("\n"));
+    showError(failed.map(([r, n]) => `cancel ${n}: ${describe(r.reason)}`).join("\n"), { action: true });
   }
 }
 
@@ -505,13 +519,14 @@ el.rows.addEventListener("click", async (ev) => {
     await cancel([name]);
   } else if (action === "delete") {
     if (!window.confirm(`Delete ${name}? This does not cancel its job.`)) return;
+    clearError({ action: true });
     try {
       await api("DELETE", pathOf(name));
       view.selected.delete(name);
       if (view.open === name) closeDetail();
       await refresh();
     } catch (e) {
-      showError(`delete ${name}: ${describe(e)}`);
+      showError(`delete ${name}: ${describe(e)}`, { action: true });
     }
   } else if (action === "details" || (!action && !ev.target.closest("a, input, button, select"))) {
     await openDetail(name);

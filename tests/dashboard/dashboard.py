@@ -255,6 +255,21 @@ def main():
             page.keyboard.press("Escape")
             expect(detail).to_be_hidden()
 
+            # A refused cancel (a kind registered as not cancellable) shows the api's message,
+            # and it stays while the page goes on updating.
+            stubborn = api.submit("uninterruptible", {"duration": "3s", "steps": 3})
+            api.running(stubborn)
+            _, refusal = api.call("POST", f"{stubborn}:cancel", {})
+            expect(row(stubborn)).to_be_visible(timeout=LIVE_MS)
+            row(stubborn).locator('[data-action="cancel"]').click()
+            alert = page.get_by_role("alert")
+            expect(alert).to_contain_text(refusal["error"]["message"], timeout=LIVE_MS)
+            page.wait_for_timeout(1500)  # more than one poll: the message must still be there
+            expect(alert).to_contain_text(refusal["error"]["message"])
+            page.locator('[data-action="dismiss-error"]').click()
+            expect(alert).to_be_hidden()
+            check(f"a refused cancel shows the api's message ({refusal['error']['status']}) until dismissed")
+
             # 8. Delete.
             gone = api.submit("noop", {})
             expect(row(gone)).to_be_visible(timeout=LIVE_MS)
@@ -329,6 +344,20 @@ def main():
                 check("every call after sign-in carries Authorization: Bearer <the token>")
             assert not problems, problems
             check("no script errors, no Content-Security-Policy violations")
+
+            # 12. The address keeps the view: a link with a filter opens that view in a new tab
+            # (which, with authentication on, asks for its own token: sessionStorage is per tab).
+            tab = context.new_page()
+            flt_ = "metadata.state=CANCELLED"
+            tab.goto(f"{base}/#filter={urllib.parse.quote(flt_)}")
+            if args.token:
+                tab.locator('[data-control="token"]').fill(args.token)
+                tab.locator('[data-action="sign-in"]').click()
+            expect(tab.locator('[data-control="filter"]')).to_have_value(flt_)
+            expect(tab.locator(f'tr[data-operation="{pair[0]}"]')).to_be_visible(timeout=LIVE_MS)
+            shown = tab.locator('tr[data-operation] [data-field="state"]').all_inner_texts()
+            assert set(shown) == {"CANCELLED"}, shown
+            check("a link with #filter=… opens that view" + (" (after its own token)" if args.token else ""))
         except Exception:
             if args.screenshot:
                 page.screenshot(path=args.screenshot + ".failed.png", full_page=True)
