@@ -16,6 +16,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${CARGO_TARGET_DIR:-$here/../../target}/schemathesis-venv"
 py="$venv/bin/python"
+# Two tests may start at once: one makes the virtualenv, the other waits for it.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 check='import schemathesis, openapi_spec_validator'
 if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" \
     || ! "$py" -c "$check" 2>/dev/null; then
@@ -24,6 +28,7 @@ if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt
   "$py" -c "$check"
   cp "$here/requirements.txt" "$venv/requirements.txt"
 fi
+exec 9>&-
 
 base="${1:?usage: run.sh BASE_URL [--header 'Name: value']... [st run options]}"
 shift
