@@ -1,5 +1,6 @@
 //! The HTTP/JSON transport: one router, thin handlers, request DTOs. Every answer, errors
-//! included, is JSON; every error uses the envelope of [`crate::error`].
+//! included, is JSON (but the dashboard's page and files, [`crate::dashboard`]); every error uses
+//! the envelope of [`crate::error`].
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(service: Service) -> Router {
     Router::new()
         .route("/v1/{*path}", any(dispatch))
+        .route("/", any(crate::dashboard::page))
+        .route("/ui/{*file}", any(crate::dashboard::asset))
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(service)

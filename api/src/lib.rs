@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cli;
+mod dashboard;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

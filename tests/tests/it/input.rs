@@ -101,7 +101,9 @@ async fn bad_requests_are_refused_in_the_envelope_and_create_nothing() {
         ("POST", "/v1/projects/jobs".into()),
         ("GET", "/v1/projects/p/operations/x/y".into()),
         ("GET", "/v2/operations".into()),
-        ("GET", "/".into()),
+        // `GET /` is the dashboard; other methods on it, and other files, are no routes.
+        ("POST", "/".into()),
+        ("GET", "/index.html".into()),
     ] {
         cases.push((method, path, None, 404));
     }

@@ -6,6 +6,7 @@ mod batch;
 mod broker;
 mod cancel;
 mod cli;
+mod dashboard;
 mod faults;
 mod google;
 mod grpc;
