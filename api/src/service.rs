@@ -21,6 +21,7 @@ use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
 use crate::limit::Limiter;
 use crate::list::{self, Filter};
+use crate::metrics::{ApiMetrics, CancelOutcome};
 use crate::schema::{Kind, KindCache};
 use crate::waiters::Waiters;
 
@@ -61,6 +62,7 @@ pub struct Shared {
     pub(crate) retention_ms: u64,
     pub(crate) auth: Auth,
     pub(crate) limiter: Limiter,
+    pub(crate) metrics: ApiMetrics,
 }
 
 /// A job submission, already shaped but not yet validated.
@@ -90,6 +92,9 @@ impl Service {
             && matches!(method, Method::Submit | Method::Cancel | Method::Delete)
         {
             audit(None, method, target, Err(e));
+            if method == Method::Cancel && e.code == Code::Unauthenticated {
+                self.metrics.cancel(CancelOutcome::Denied);
+            }
         }
         who
     }
@@ -179,6 +184,7 @@ impl Service {
                     }
                     return Err(ApiError::unavailable("rabbitmq", e));
                 }
+                self.metrics.submitted(&op.kind);
                 Ok(op)
             }
         }
@@ -289,6 +295,22 @@ impl Service {
     /// answers OK.
     pub async fn cancel(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
         let result = self.cancel_as(who, name).await;
+        let outcome = match &result {
+            Ok(CancelEffect::Requested { .. }) => Some(CancelOutcome::Cancelling),
+            Ok(CancelEffect::CancelledWhileQueued) => Some(CancelOutcome::Cancelled),
+            Ok(CancelEffect::AlreadyDone) => Some(CancelOutcome::AlreadyDone),
+            Err(e) => match e.code {
+                Code::Unimplemented => Some(CancelOutcome::NotCancellable),
+                Code::NotFound => Some(CancelOutcome::NotFound),
+                Code::PermissionDenied | Code::Unauthenticated => Some(CancelOutcome::Denied),
+                // Redis unreachable and the like: not an outcome of the cancel itself.
+                _ => None,
+            },
+        };
+        if let Some(outcome) = outcome {
+            self.metrics.cancel(outcome);
+        }
+        let result = result.map(|_| ());
         audit(
             Some(who),
             Method::Cancel,
@@ -298,7 +320,11 @@ impl Service {
         result
     }
 
-    async fn cancel_as(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
+    async fn cancel_as(
+        &self,
+        who: &Principal,
+        name: &OperationName,
+    ) -> Result<CancelEffect, ApiError> {
         who.authorize(Method::Cancel, Some(name.parent()))?;
         let (_, effect) = self
             .store
@@ -313,12 +339,12 @@ impl Service {
                 .with("kind", kind),
                 e => not_found_as(e, name),
             })?;
-        if let CancelEffect::Requested { worker, attempt } = effect
-            && let Err(e) = self.publisher.publish_cancel(&worker, name, attempt).await
+        if let CancelEffect::Requested { worker, attempt } = &effect
+            && let Err(e) = self.publisher.publish_cancel(worker, name, *attempt).await
         {
             tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
         }
-        Ok(())
+        Ok(effect)
     }
 
     /// Answers as soon as the operation is done, or with its current state when `timeout`
