@@ -171,6 +171,15 @@ async fn livez_and_readyz_answer_for_api_and_worker() {
         assert_eq!(readyz(addr).await, (200, vec![]));
         let (status, _) = admin_get(addr, "/v1/operations").await;
         assert_eq!(status, 404, "the admin listener serves no operations");
+        // Both run a reaper, and show its actions from the start.
+        let m = metrics(addr).await;
+        let actions: Vec<&str> = m
+            .iter()
+            .filter(|s| s.name == "lro_reaper_actions_total")
+            .map(|s| s.labels["action"].as_str())
+            .collect();
+        assert_eq!(actions.len(), 4, "{actions:?}");
+        assert_eq!(value(&m, "lro_reaper_actions_total", &[]), 0.0);
     }
 }
 
@@ -408,5 +417,114 @@ async fn jobs_running_is_a_gauge_of_the_jobs_in_flight() {
             .filter(|s| s.name == "lro_jobs_finished_total" && s.labels["kind"] == "noop")
             .count(),
         5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_cancels_count_as_denied_and_grpc_requests_are_timed() {
+    let creds = crate::auth::Creds::new();
+    let env = creds.env(|c| c.admin_addr = Some(ADMIN.into())).await;
+    let api = api_admin(&env);
+    let name = "operations/0190a9c8-0000-7000-8000-000000000000";
+    // No credentials, then a key whose scopes do not include cancel.
+    env.api.cancel(name).await.error(401, "UNAUTHENTICATED");
+    env.api
+        .with_header("x-goog-api-key", "key-reader")
+        .cancel(name)
+        .await
+        .error(403, "PERMISSION_DENIED");
+    let mut grpc = crate::grpc::Grpc::connect(&env).await;
+    let refused = grpc
+        .ops
+        .cancel_operation(lro_api::pb::google::longrunning::CancelOperationRequest {
+            name: name.into(),
+        })
+        .await
+        .expect_err("unauthenticated");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    let m = metrics(api).await;
+    assert_eq!(
+        value(&m, "lro_cancel_requests_total", &[("outcome", "denied")]),
+        3.0
+    );
+    assert_eq!(
+        value(&m, "lro_cancel_requests_total", &[("outcome", "not_found")]),
+        0.0
+    );
+    let grpc_cancel = [
+        ("transport", "grpc"),
+        ("method", "cancel"),
+        ("code", "UNAUTHENTICATED"),
+    ];
+    assert_eq!(
+        value(&m, "lro_request_duration_seconds_count", &grpc_cancel),
+        1.0
+    );
+    let rest_denied = [
+        ("transport", "rest"),
+        ("method", "cancel"),
+        ("code", "PERMISSION_DENIED"),
+    ];
+    assert_eq!(
+        value(&m, "lro_request_duration_seconds_count", &rest_denied),
+        1.0
+    );
+}
+
+/// `/readyz` of a process that may not be listening yet: `None` until it answers.
+async fn try_readyz(addr: SocketAddr) -> Option<u16> {
+    let reply = reqwest::Client::new()
+        .get(format!("http://{addr}/readyz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    Some(reply.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_makes_the_real_worker_not_ready_until_it_exits() {
+    let env = Env::start().await;
+    // A free port picked first (the process logs what it bound, but its output is not kept).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let admin = addr.to_string();
+    let vars = [
+        ("LRO_ADMIN_ADDR", admin.as_str()),
+        ("LRO_SHUTDOWN_GRACE", "60s"),
+    ];
+    let mut child = env.worker_process("probed", 2, &vars);
+    eventually("worker ready", || async {
+        (try_readyz(addr).await == Some(200)).then_some(())
+    })
+    .await;
+    let input = json!({ "duration": "60s", "steps": 600 });
+    let name = name_of(&env.api.submit("", "sleep", input).await);
+    env.api.running(&name).await;
+    metric_becomes(addr, "lro_jobs_running", &[], 1.0).await;
+
+    let pid = child.id().expect("child running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-s", "TERM", "--", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    ready_becomes(addr, 503, &["draining"]).await;
+    assert_eq!(admin_get(addr, "/livez").await.0, 200);
+
+    // Still draining, it still takes cancels: the job ends CANCELLED and the worker exits.
+    assert_eq!(env.api.cancel(&name).await.ok(), json!({}));
+    assert_eq!(state_of(&env.api.done(&name).await), "CANCELLED");
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("worker exits")
+        .expect("exit status");
+    assert!(exit.success(), "{exit}");
+    assert_eq!(
+        try_readyz(addr).await,
+        None,
+        "the listener went with the process"
     );
 }
