@@ -73,9 +73,10 @@ trap 'stop_children' EXIT
 API_PID=$!
 PIDS+=("$API_PID")
 
-# Workers make up their own ids; an inherited LRO_WORKER_ID would give both the same.
-for _ in 1 2; do
-  env -u LRO_WORKER_ID "$BIN/lro-worker" &
+# Workers make up their own ids; an inherited LRO_WORKER_ID would give both the same. Each gets
+# its own admin (health, metrics) port: 9091 and 9092 (the api's is LRO_ADMIN_ADDR, or 9090).
+for admin_port in 9091 9092; do
+  env -u LRO_WORKER_ID LRO_ADMIN_ADDR="127.0.0.1:$admin_port" "$BIN/lro-worker" &
   PIDS+=("$!")
 done
 

@@ -26,6 +26,10 @@ struct Args {
     /// gRPC listen address; port 0 picks a free port (the bound address is logged).
     #[arg(long, env = "LRO_GRPC_ADDR", default_value = "127.0.0.1:8081")]
     grpc_addr: String,
+    /// Health and metrics listener (`/livez`, `/readyz`, `/metrics`; unauthenticated, may be
+    /// beyond loopback); port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "LRO_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    admin_addr: String,
     /// Longest a `:wait` call blocks, e.g. "60s".
     #[arg(long, env = "LRO_MAX_WAIT", default_value = "60s", value_parser = parse_duration_arg)]
     max_wait: Duration,
@@ -115,6 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         auth,
         rate_limit: args.rate_limit,
         tls,
+        admin_addr: Some(args.admin_addr),
     })
     .await?;
     let scheme = app.scheme();
@@ -123,6 +128,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         http.local_addr()?,
         grpc.local_addr()?
     );
+    if let Some(admin) = app.admin_addr() {
+        tracing::info!("lro-api admin (health, metrics) on http://{admin}");
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
     app.serve(http, grpc, shutdown).await

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{Operation, Phase, Terminal};
+use lro_common::status::Code;
 use lro_common::time::Millis;
 use prost::Message;
 use prost_types::value::Kind;
@@ -20,6 +21,7 @@ use crate::auth::{Credentials, Method, Principal};
 use crate::error::{ApiError, Detail, ERROR_DOMAIN};
 use crate::http::MAX_BODY_BYTES;
 use crate::list;
+use crate::metrics::{RequestMethod, Transport};
 use crate::pb::google::longrunning::{self as lr, operations_server};
 use crate::pb::google::rpc;
 use crate::pb::lro::v1::{self as lro, jobs_server};
@@ -96,7 +98,7 @@ impl operations_server::Operations for Grpc {
                 unreachable: Vec::new(),
             })
         };
-        answer(run.await)
+        self.answer(RequestMethod::List, run).await
     }
 
     async fn get_operation(&self, req: Request<lr::GetOperationRequest>) -> Answer<lr::Operation> {
@@ -105,7 +107,7 @@ impl operations_server::Operations for Grpc {
             let who = self.caller(&req, Method::Get, name.as_str())?;
             Ok(operation(&self.0.get(&who, &name).await?))
         };
-        answer(run.await)
+        self.answer(RequestMethod::Get, run).await
     }
 
     async fn delete_operation(&self, req: Request<lr::DeleteOperationRequest>) -> Answer<()> {
@@ -114,7 +116,7 @@ impl operations_server::Operations for Grpc {
             let who = self.caller(&req, Method::Delete, name.as_str())?;
             self.0.delete(&who, &name).await
         };
-        answer(run.await)
+        self.answer(RequestMethod::Delete, run).await
     }
 
     async fn cancel_operation(&self, req: Request<lr::CancelOperationRequest>) -> Answer<()> {
@@ -123,7 +125,7 @@ impl operations_server::Operations for Grpc {
             let who = self.caller(&req, Method::Cancel, name.as_str())?;
             self.0.cancel(&who, &name).await
         };
-        answer(run.await)
+        self.answer(RequestMethod::Cancel, run).await
     }
 
     /// Answers when the operation is done, or with its current state at the shorter of the
@@ -144,7 +146,7 @@ impl operations_server::Operations for Grpc {
             };
             Ok(operation(&self.0.wait(&who, &name, timeout).await?))
         };
-        answer(run.await)
+        self.answer(RequestMethod::Wait, run).await
     }
 }
 
@@ -166,7 +168,7 @@ impl jobs_server::Jobs for Grpc {
             };
             Ok(operation(&self.0.submit(&who, submit).await?))
         };
-        answer(run.await)
+        self.answer(RequestMethod::Submit, run).await
     }
 
     async fn batch_cancel_operations(
@@ -185,7 +187,7 @@ impl jobs_server::Jobs for Grpc {
             };
             Ok(operation(&self.0.batch_cancel(&who, batch).await?))
         };
-        answer(run.await)
+        self.answer(RequestMethod::BatchCancel, run).await
     }
 
     async fn list_kinds(
@@ -199,15 +201,28 @@ impl jobs_server::Jobs for Grpc {
                 kinds: kinds.iter().map(kind).collect(),
             })
         };
-        answer(run.await)
+        self.answer(RequestMethod::Kinds, run).await
     }
 }
 
 /// How much earlier than a call's deadline a wait answers, at most.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
-fn answer<T>(r: Result<T, ApiError>) -> Answer<T> {
-    r.map(Response::new).map_err(status)
+impl Grpc {
+    /// Runs a call and answers it: the one place gRPC requests are timed and counted.
+    async fn answer<T>(
+        &self,
+        method: RequestMethod,
+        run: impl Future<Output = Result<T, ApiError>>,
+    ) -> Answer<T> {
+        let started = std::time::Instant::now();
+        let result = run.await;
+        let code = result.as_ref().map_or_else(|e| e.code, |_| Code::Ok);
+        self.0
+            .metrics
+            .request(Transport::Grpc, method, code, started.elapsed());
+        result.map(Response::new).map_err(status)
+    }
 }
 
 /// `name` of a list request: the collection (`operations`, `projects/p/operations`) or its

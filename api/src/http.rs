@@ -18,9 +18,11 @@ use serde_json::{Value, json};
 use crate::auth::{Credentials, Principal};
 use crate::error::ApiError;
 use crate::list;
+use crate::metrics::{RequestMethod, Transport};
 use crate::render;
 use crate::route::{Route, no_route};
 use crate::service::{BatchCancel, Service, Submit};
+use lro_common::status::Code;
 
 /// The OpenAPI 3.1 document of the REST surface, served at `GET /v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -46,12 +48,37 @@ async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let raw = uri.path().strip_prefix("/v1/").unwrap_or_default();
-    let result = match Route::parse(&method, raw) {
-        Ok(route) => handle(&svc, route, query.as_deref(), &headers, body).await,
-        Err(e) => Err(e),
+    let (label, result) = match Route::parse(&method, raw) {
+        Ok(route) => {
+            let label = request_method(&route);
+            (
+                label,
+                handle(&svc, route, query.as_deref(), &headers, body).await,
+            )
+        }
+        Err(e) => (RequestMethod::Unknown, Err(e)),
     };
+    let code = result.as_ref().map_or_else(|e| e.code, |_| Code::Ok);
+    svc.metrics
+        .request(Transport::Rest, label, code, started.elapsed());
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The route's `method` label in `lro_request_duration_seconds`.
+fn request_method(route: &Route) -> RequestMethod {
+    match route {
+        Route::Submit(_) => RequestMethod::Submit,
+        Route::Get(_) => RequestMethod::Get,
+        Route::List(_) => RequestMethod::List,
+        Route::Delete(_) => RequestMethod::Delete,
+        Route::Cancel(_) => RequestMethod::Cancel,
+        Route::Wait(_) => RequestMethod::Wait,
+        Route::Kinds => RequestMethod::Kinds,
+        Route::OpenApi => RequestMethod::OpenApi,
+        Route::BatchCancel(_) => RequestMethod::BatchCancel,
+    }
 }
 
 async fn handle(

@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 pub mod limit;
 mod list;
+mod metrics;
 pub mod pb;
 mod render;
 mod route;
@@ -55,6 +56,10 @@ pub struct ApiConfig {
     pub rate_limit: Option<RateLimit>,
     /// Serve REST and gRPC over TLS with these files; plain TCP when `None`.
     pub tls: Option<tls::TlsFiles>,
+    /// Where to serve `/livez`, `/readyz` and `/metrics` (port 0: a free port, see
+    /// [`App::admin_addr`]); `None`: nowhere. Unauthenticated, and allowed beyond loopback even
+    /// with authentication off: it serves no operation (see `lro_common::admin`).
+    pub admin_addr: Option<String>,
 }
 
 impl ApiConfig {
@@ -66,6 +71,7 @@ impl ApiConfig {
             auth: AuthConfig::default(),
             rate_limit: None,
             tls: None,
+            admin_addr: None,
         }
     }
 }
@@ -74,6 +80,7 @@ impl ApiConfig {
 pub struct App {
     service: Service,
     tls: Option<tls::ServerTls>,
+    admin: Option<TcpListener>,
 }
 
 impl App {
@@ -89,6 +96,14 @@ impl App {
         let publisher = Broker::connect(&c.amqp_url, &client_tls, Topology::new(&c.namespace))
             .await
             .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
+        let admin = match &config.admin_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             service: Service::new(service::Shared {
                 store,
@@ -99,8 +114,10 @@ impl App {
                 retention_ms: u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX),
                 auth,
                 limiter: limit::Limiter::new(config.rate_limit),
+                metrics: metrics::ApiMetrics::new(lro_common::metrics::Registry::new()),
             }),
             tls,
+            admin,
         })
     }
 
@@ -109,7 +126,13 @@ impl App {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Serves REST on `http` and gRPC on `grpc` until `shutdown` fires.
+    /// The admin listener's bound address, if there is one.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves REST on `http` and gRPC on `grpc` until `shutdown` fires, and the admin listener
+    /// (if any) until both have stopped: `/readyz` answers `draining` meanwhile.
     pub async fn serve(
         self,
         http: TcpListener,
@@ -128,7 +151,24 @@ impl App {
             svc.publisher.clone(),
             REAPER_TICK,
             shutdown.clone(),
+            lro_common::metrics::ReaperMetrics::new(svc.metrics.registry()),
         ));
+        let exited = CancellationToken::new();
+        let _exit = exited.clone().drop_guard();
+        if let Some(listener) = self.admin {
+            let readiness = lro_common::admin::Readiness::new(
+                svc.store.clone(),
+                svc.publisher.clone(),
+                None,
+                shutdown.clone(),
+            );
+            tokio::spawn(lro_common::admin::serve(
+                listener,
+                std::sync::Arc::new(readiness),
+                svc.metrics.registry().clone(),
+                exited,
+            ));
+        }
         let rest = async {
             let (router, stop) = (
                 http::router(svc.clone()),
@@ -156,6 +196,8 @@ impl App {
 
 /// Refuses to serve strangers by accident: with authentication off, every listener must be on
 /// a loopback address unless `auth_disabled` (`LRO_AUTH_DISABLED=true`) says it is meant.
+/// The admin listener (`LRO_ADMIN_ADDR`) is not checked: it is unauthenticated by design, serves
+/// no operation (health and metrics only), and orchestrators probe it from elsewhere.
 pub fn check_exposure(
     auth: &AuthConfig,
     auth_disabled: bool,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lro_common::cancel;
 use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
-use lro_common::operation::{NewOperation, Operation, Refused};
+use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
 use lro_common::reaper;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
@@ -22,6 +22,7 @@ use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
 use crate::limit::Limiter;
 use crate::list;
+use crate::metrics::{ApiMetrics, CancelOutcome};
 use crate::schema::{Kind, KindCache};
 use crate::waiters::Waiters;
 
@@ -62,6 +63,7 @@ pub struct Shared {
     pub(crate) retention_ms: u64,
     pub(crate) auth: Auth,
     pub(crate) limiter: Limiter,
+    pub(crate) metrics: ApiMetrics,
 }
 
 /// A batch cancel request, already shaped but not yet validated.
@@ -102,6 +104,9 @@ impl Service {
             )
         {
             audit(None, method, target, Err(e));
+            if method == Method::Cancel && e.code == Code::Unauthenticated {
+                self.metrics.cancel(CancelOutcome::Denied);
+            }
         }
         who
     }
@@ -213,6 +218,7 @@ impl Service {
                     }
                     return Err(ApiError::unavailable("rabbitmq", e));
                 }
+                self.metrics.submitted(&op.kind);
                 Ok(op)
             }
         }
@@ -374,6 +380,22 @@ impl Service {
     /// answers OK.
     pub async fn cancel(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
         let result = self.cancel_as(who, name).await;
+        let outcome = match &result {
+            Ok(CancelEffect::Requested { .. }) => Some(CancelOutcome::Cancelling),
+            Ok(CancelEffect::CancelledWhileQueued) => Some(CancelOutcome::Cancelled),
+            Ok(CancelEffect::AlreadyDone) => Some(CancelOutcome::AlreadyDone),
+            Err(e) => match e.code {
+                Code::Unimplemented => Some(CancelOutcome::NotCancellable),
+                Code::NotFound => Some(CancelOutcome::NotFound),
+                Code::PermissionDenied | Code::Unauthenticated => Some(CancelOutcome::Denied),
+                // Redis unreachable and the like: not an outcome of the cancel itself.
+                _ => None,
+            },
+        };
+        if let Some(outcome) = outcome {
+            self.metrics.cancel(outcome);
+        }
+        let result = result.map(|_| ());
         audit(
             Some(who),
             Method::Cancel,
@@ -383,9 +405,13 @@ impl Service {
         result
     }
 
-    async fn cancel_as(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
+    async fn cancel_as(
+        &self,
+        who: &Principal,
+        name: &OperationName,
+    ) -> Result<CancelEffect, ApiError> {
         who.authorize(Method::Cancel, Some(name.parent()))?;
-        cancel::request(&self.store, &self.publisher, name, now_millis(), who.name())
+        let effect = cancel::request(&self.store, &self.publisher, name, now_millis(), who.name())
             .await
             .map_err(|e| match e {
                 StoreError::Refused(Refused::NotCancellable(kind)) => ApiError::new(
@@ -396,7 +422,7 @@ impl Service {
                 .with("kind", kind),
                 e => not_found_as(e, name),
             })?;
-        Ok(())
+        Ok(effect)
     }
 
     /// Answers as soon as the operation is done, or with its current state when `timeout`

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ReaperMetrics;
 use crate::name::OperationName;
 use crate::operation::{Expired, Operation, Refused};
 use crate::store::{Store, StoreError, Watch};
@@ -94,15 +95,24 @@ pub struct Swept {
     pub deleted: usize,
 }
 
-/// Sweeps every `tick` until `shutdown`.
-pub async fn run(store: Store, publisher: Broker, tick: Duration, shutdown: CancellationToken) {
+/// Sweeps every `tick` until `shutdown`, counting what it did in `metrics`.
+pub async fn run(
+    store: Store,
+    publisher: Broker,
+    tick: Duration,
+    shutdown: CancellationToken,
+    metrics: ReaperMetrics,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
         match sweep(&store, &publisher, now_millis()).await {
-            Ok(swept) if swept != Swept::default() => tracing::info!(?swept, "reaper"),
+            Ok(swept) if swept != Swept::default() => {
+                metrics.record(&swept);
+                tracing::info!(?swept, "reaper");
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reaper sweep failed; retrying next tick"),
         }

@@ -237,6 +237,14 @@ impl Store {
         Ok(store)
     }
 
+    /// A `PING` on the shared connection, for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

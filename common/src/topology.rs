@@ -225,6 +225,12 @@ impl Broker {
         }
     }
 
+    /// Whether the broker answers: the connection is up, or could be opened again now (at most
+    /// every half second while the broker is down, as for a publish). For readiness probes.
+    pub async fn ready(&self) -> bool {
+        self.publisher().await.is_ok()
+    }
+
     /// Drops the connection after an error that may mean it is broken.
     async fn forget(&self, e: &AmqpError) {
         if matches!(e, AmqpError::Lapin(_) | AmqpError::Timeout(_)) {

@@ -17,6 +17,9 @@ pub struct System {
     pub addr: SocketAddr,
     /// The gRPC listener's address.
     pub grpc_addr: SocketAddr,
+    /// The admin listener's address (`/livez`, `/readyz`, `/metrics`), when configured
+    /// (`config.admin_addr = Some("127.0.0.1:0".into())`).
+    pub admin_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub workers: Vec<Worker>,
     /// `https` when the api serves TLS, else `http`.
@@ -42,6 +45,7 @@ impl System {
         let connections = config.connections.clone();
         let app = App::connect(config).await?;
         let scheme = app.scheme();
+        let admin_addr = app.admin_addr();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
@@ -50,6 +54,7 @@ impl System {
             namespace,
             addr,
             grpc_addr,
+            admin_addr,
             shutdown,
             workers: Vec::new(),
             scheme,

@@ -107,6 +107,8 @@ fn spawn(name: &str, namespace: &str, vars: &[(&str, String)]) -> anyhow::Result
     Command::new(binary(name)?)
         .env("LRO_NAMESPACE", namespace)
         .env("RUST_LOG", "warn")
+        // Several processes per host (and tests running at once): never the fixed default port.
+        .env("LRO_ADMIN_ADDR", "127.0.0.1:0")
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -36,6 +36,10 @@ struct Args {
     /// each attempt, up to 10 min.
     #[arg(long, env = "LRO_RETRY_BACKOFF", default_value = "1s", value_parser = parse_duration_arg)]
     retry_backoff: Duration,
+    /// Health and metrics listener (`/livez`, `/readyz`, `/metrics`; unauthenticated); port 0
+    /// picks a free port (the bound address is logged).
+    #[arg(long, env = "LRO_ADMIN_ADDR", default_value = "127.0.0.1:9091")]
+    admin_addr: String,
 }
 
 /// Parses flags and environment, runs a worker with `kinds` until SIGINT/SIGTERM, and exits the
@@ -54,6 +58,7 @@ pub fn main(kinds: Kinds) {
         shutdown_grace: args.shutdown_grace,
         stop_grace: args.stop_grace,
         retry_backoff: args.retry_backoff,
+        admin_addr: Some(args.admin_addr),
         connections: args.connections,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -66,7 +71,11 @@ pub fn main(kinds: Kinds) {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
-        Worker::start(config, kinds, shutdown).await?.wait().await
+        let worker = Worker::start(config, kinds, shutdown).await?;
+        if let Some(admin) = worker.admin_addr() {
+            tracing::info!("lro-worker admin (health, metrics) on http://{admin}");
+        }
+        worker.wait().await
     });
     if let Err(e) = result {
         eprintln!("lro-worker: {e}");

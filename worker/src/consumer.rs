@@ -14,6 +14,7 @@
 //! skipped by whichever worker receives it (`start` refuses an operation held under a live lease).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -35,6 +36,7 @@ use tracing::Instrument;
 
 use crate::WorkerError;
 use crate::job::{JobContext, JobError, JobResult, Kinds};
+use crate::metrics::{Finished, WorkerMetrics};
 use crate::registry::{CancelReason, Held, Registry, Stop};
 use crate::session::{Session, SessionConfig};
 
@@ -69,6 +71,9 @@ pub(crate) struct Shared {
     pub(crate) cancels_received: Arc<std::sync::atomic::AtomicU64>,
     /// Wakes the lease renewals at once (after a reconnect, to re-read cancels).
     pub(crate) recheck: Notify,
+    pub(crate) metrics: WorkerMetrics,
+    /// Whether the loop has a session and takes jobs (for `/readyz`).
+    pub(crate) consuming: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -100,6 +105,9 @@ pub(crate) async fn run(
     let mut backoff = RECONNECT_MIN;
     let mut draining = false;
     loop {
+        shared
+            .consuming
+            .store(session.is_some() && !draining, Ordering::Relaxed);
         let event = {
             let connected = session.is_some();
             let (jobs, cancels) = match &mut session {
@@ -282,7 +290,11 @@ fn handle(
         // the next await: this future lives as long as the job runs and is as large as its largest
         // step, so every byte held across an await is held per running job (~5 KiB before).
         let started = match Box::pin(start(&shared, &name, now, lease_until)).await {
-            Ok((op, started)) => Ok((op.kind, op.input, op.timeout_ms, started)),
+            Ok((op, started, queued_since)) => {
+                let waited = Duration::from_millis(now.saturating_sub(queued_since));
+                shared.metrics.started(&op.kind, waited);
+                Ok((op.kind, op.input, op.timeout_ms, started))
+            }
             Err(StoreError::NotFound | StoreError::Refused(_)) => {
                 // Deleted, done already (cancelled while queued), or held by a live attempt (a
                 // duplicate message): never run it here.
@@ -320,7 +332,18 @@ fn handle(
             timeout_ms,
             attempt: started.attempt,
         };
+        shared.metrics.running.increment(1);
+        let ran = std::time::Instant::now();
         let (outcome, forced) = run_job(&shared, job, input, &stop).await;
+        shared.metrics.running.decrement(1);
+        let finished = match &outcome {
+            Outcome::Terminal(Terminal::Succeeded(_)) => Finished::Succeeded,
+            Outcome::Terminal(Terminal::Failed(_)) | Outcome::Retry(_) => Finished::Failed,
+            Outcome::Terminal(Terminal::Cancelled) => Finished::Cancelled,
+            Outcome::HandBack => Finished::HandedBack,
+            Outcome::Abandon => Finished::LeaseLost,
+        };
+        shared.metrics.finished(&kind, finished, ran.elapsed());
         // Done with the lease entry once the record needs no more watching (an operation that may
         // start again keeps it); the latest armed score is the one last renewed.
         let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
@@ -345,21 +368,28 @@ fn handle(
 }
 
 /// Starts the attempt in Redis, its lease entry armed by the same script, so no crash comes
-/// between the start and the watch that recovers it.
+/// between the start and the watch that recovers it. Also answers since when the operation was
+/// waiting to start: since it was last queued (created, handed back, re-queued), or since its
+/// retry's backoff ended.
 async fn start(
     shared: &Shared,
     name: &OperationName,
     now: Millis,
     lease_until: Millis,
-) -> Result<(Operation, Started), StoreError> {
-    shared
+) -> Result<(Operation, Started, Millis), StoreError> {
+    let mut queued_since = now;
+    let (op, started) = shared
         .store
         .update_watching(
             name,
-            |op| op.start(&shared.worker_id, now, lease_until),
+            |op| {
+                queued_since = op.updated.max(op.not_before.unwrap_or(0));
+                op.start(&shared.worker_id, now, lease_until)
+            },
             |_| Some(WatchEffect::Arm(Watch::Leases, lease_until)),
         )
-        .await
+        .await?;
+    Ok((op, started, queued_since))
 }
 
 /// What running one attempt takes (the rest of the record is not kept while it runs).
@@ -502,6 +532,7 @@ async fn settle(
 ) -> Settled {
     let store = &shared.store;
     let mut pause = Duration::from_millis(50);
+    let mut cancel_recorded = None;
     let done = |done: bool| if done { Settled::Done } else { Settled::Open };
     loop {
         let now = now_millis();
@@ -515,6 +546,7 @@ async fn settle(
                 .update_watching(
                     name,
                     |op| {
+                        cancel_recorded = op.cancel_requested;
                         if forced {
                             op.finish_forced(attempt, t.clone(), now)
                         } else {
@@ -524,7 +556,16 @@ async fn settle(
                     |_| Some(WatchEffect::Remove(Watch::Leases, armed())),
                 )
                 .await
-                .map(|_| Settled::DoneUnwatched),
+                .map(|_| {
+                    // Cancel recorded (by the api) → this job's token fired (here).
+                    if let (Some(recorded), Some(fired)) =
+                        (cancel_recorded, stop.cancelled_by_user_at())
+                    {
+                        let latency = Duration::from_millis(fired.saturating_sub(recorded));
+                        shared.metrics.cancel_latency(latency);
+                    }
+                    Settled::DoneUnwatched
+                }),
             Outcome::HandBack => hand_back(shared, name, attempt, now).await.map(done),
             Outcome::Retry(status) => retry(shared, name, attempt, status, now).await.map(done),
         };

@@ -17,6 +17,7 @@ mod builtin;
 pub mod cli;
 mod consumer;
 pub mod job;
+mod metrics;
 pub mod registry;
 mod session;
 
@@ -65,6 +66,8 @@ pub enum WorkerError {
     BadConcurrency,
     #[error("lease must be between 300ms and 1h")]
     BadLease,
+    #[error("cannot listen on {0} (admin): {1}")]
+    AdminListen(String, std::io::Error),
     #[error("worker task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -82,6 +85,10 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// The backoff before the second attempt of a job that failed retryably (then doubling).
     pub retry_backoff: Duration,
+    /// Where to serve `/livez`, `/readyz` and `/metrics` (port 0: a free port, see
+    /// [`Worker::admin_addr`]); `None`: nowhere. Unauthenticated by design (see
+    /// `lro_common::admin`).
+    pub admin_addr: Option<String>,
 }
 
 impl WorkerConfig {
@@ -95,6 +102,7 @@ impl WorkerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stop_grace: DEFAULT_STOP_GRACE,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            admin_addr: None,
         }
     }
 }
@@ -109,6 +117,7 @@ pub struct Worker {
     id: String,
     task: JoinHandle<Result<(), WorkerError>>,
     cancels_received: Arc<std::sync::atomic::AtomicU64>,
+    admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Worker {
@@ -134,6 +143,15 @@ impl Worker {
         if !(Duration::from_millis(300)..=Duration::from_secs(3600)).contains(&config.lease) {
             return Err(WorkerError::BadLease);
         }
+        let admin = match &config.admin_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| WorkerError::AdminListen(addr.clone(), e))?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         let conns = &config.connections;
         let tls = conns.client_tls()?;
         let store = Store::connect(&conns.redis_url, &conns.namespace, &tls).await?;
@@ -152,6 +170,9 @@ impl Worker {
         tracing::info!(worker = %id, concurrency = config.concurrency, "worker consuming");
 
         let cancels_received: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let registry = lro_common::metrics::Registry::new();
+        let kind_names = kinds.infos().into_iter().map(|k| k.name);
+        let consuming = Arc::new(std::sync::atomic::AtomicBool::new(true));
         // Fired when a shutdown's grace is over: every job's token is its child.
         let drain = CancellationToken::new();
         let shared = Arc::new(consumer::Shared {
@@ -166,12 +187,30 @@ impl Worker {
             retry_backoff: config.retry_backoff,
             recheck: Notify::new(),
             cancels_received: cancels_received.clone(),
+            metrics: metrics::WorkerMetrics::new(registry.clone(), kind_names),
+            consuming: consuming.clone(),
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
         tokio::spawn(consumer::renew_leases(shared.clone(), settled.clone()));
         let tick = (config.lease / 4).min(Duration::from_secs(1));
-        tokio::spawn(reaper::run(store, broker, tick, settled.clone()));
+        if let Some(listener) = admin {
+            let readiness = lro_common::admin::Readiness::new(
+                store.clone(),
+                broker.clone(),
+                Some(consuming),
+                shutdown.clone(),
+            );
+            // Until the worker has stopped: `/readyz` says `draining` while it drains.
+            tokio::spawn(lro_common::admin::serve(
+                listener,
+                Arc::new(readiness),
+                registry.clone(),
+                settled.clone(),
+            ));
+        }
+        let reaped = lro_common::metrics::ReaperMetrics::new(&registry);
+        tokio::spawn(reaper::run(store, broker, tick, settled.clone(), reaped));
         let task = tokio::spawn(async move {
             let result = consumer::run(
                 shared,
@@ -189,11 +228,17 @@ impl Worker {
             id,
             task,
             cancels_received,
+            admin_addr,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The admin listener's bound address, if there is one.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin_addr
     }
 
     /// How many cancel messages this worker has received: one per cancel of a job it runs, and

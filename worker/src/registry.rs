@@ -32,7 +32,8 @@ pub enum CancelReason {
 #[derive(Debug, Clone)]
 pub struct Stop {
     token: CancellationToken,
-    reason: Arc<OnceLock<CancelReason>>,
+    /// The first reason, and when it was recorded (for the cancel latency metric).
+    reason: Arc<OnceLock<(CancelReason, Millis)>>,
 }
 
 impl Stop {
@@ -45,7 +46,7 @@ impl Stop {
 
     /// Records the reason (unless one is already recorded) and fires the token.
     pub fn fire(&self, reason: CancelReason) {
-        let _ = self.reason.set(reason);
+        let _ = self.reason.set((reason, lro_common::time::now_millis()));
         self.token.cancel();
     }
 
@@ -58,7 +59,19 @@ impl Stop {
         if !self.token.is_cancelled() {
             return None;
         }
-        Some(self.reason.get().copied().unwrap_or(CancelReason::Shutdown))
+        Some(
+            self.reason
+                .get()
+                .map_or(CancelReason::Shutdown, |&(reason, _)| reason),
+        )
+    }
+
+    /// When a user cancel fired the token, if one did.
+    pub fn cancelled_by_user_at(&self) -> Option<Millis> {
+        match self.reason.get() {
+            Some(&(CancelReason::User, at)) => Some(at),
+            _ => None,
+        }
     }
 }
 

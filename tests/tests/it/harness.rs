@@ -63,6 +63,8 @@ impl Env {
             .env("LRO_NAMESPACE", &self.sys.namespace)
             .env("LRO_WORKER_ID", id)
             .env("LRO_CONCURRENCY", concurrency.to_string())
+            // Tests run many workers at once: never the fixed default port.
+            .env("LRO_ADMIN_ADDR", "127.0.0.1:0")
             .envs(vars.iter().copied())
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 //! The integration tests: the real api and workers against the real Redis and RabbitMQ, a fresh
 //! namespace per test so they run in parallel. Each asserts what a user of the REST surface sees.
 
+mod admin;
 mod auth;
 mod batch;
 mod broker;

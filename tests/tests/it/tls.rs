@@ -361,6 +361,7 @@ async fn the_api_binary_checks_its_tls_files_at_start() {
             .env_remove("LRO_TLS_KEY_FILE")
             .env("LRO_HTTP_ADDR", "127.0.0.1:0")
             .env("LRO_GRPC_ADDR", "127.0.0.1:0")
+            .env("LRO_ADMIN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(vars.iter().map(|(k, v)| (k, v.as_os_str())))
