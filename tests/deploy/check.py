@@ -3,7 +3,8 @@
 Every failure is one line `FAIL <file>: <what>`; the last line is `deploy: all passed` or the count of
 failures (exit status 1). What is checked:
 
-* deploy/k8s/kustomization.yaml: its `resources` names every manifest of the folder, each exists.
+* deploy/k8s/kustomization.yaml: its `resources` names every manifest of the folder, each exists;
+  where a kubectl is on PATH, `kubectl kustomize` (offline) renders the same objects (else skipped).
 * every built-in kind in those files: kubernetes-validate, strict (unknown fields rejected), against
   KUBERNETES_VERSION; kinds it has no schema for are allowed only for keda.sh (KEDA's CRDs), which
   are checked here structurally instead (fields, references, the queue name).
@@ -134,6 +135,21 @@ def validate_schemas(objects):
                 fail(where, f"no schema for {api} {kind} in Kubernetes {KUBERNETES_VERSION}")
         except kubernetes_validate.ValidationError as e:
             fail(where, f"invalid: {e.message} at {'/'.join(map(str, e.path))}")
+
+
+def render(k8s_dir, objects):
+    """Where a kubectl is on PATH, `kubectl kustomize` (offline) must render the same objects."""
+    try:
+        out = subprocess.run(["kubectl", "kustomize", str(k8s_dir)], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        print("skip kubectl kustomize: no kubectl here (each file was validated on its own)")
+        return
+    if not expect(out.returncode == 0, "kustomization.yaml", f"kubectl kustomize failed: {out.stderr.strip()}"):
+        return
+    rendered = sorted((o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out.stdout) if o)
+    files = sorted((o["kind"], o["metadata"]["name"]) for _, o in objects)
+    if expect(rendered == files, "kustomization.yaml", f"kubectl kustomize rendered {rendered}, the files hold {files}"):
+        print(f"ok   kubectl kustomize: renders the same {len(rendered)} objects")
 
 
 def by_kind(objects, kind):
@@ -498,6 +514,7 @@ def main():
     namespace = next((cm["data"]["LRO_NAMESPACE"] for cm in by_kind(objects, "ConfigMap").values()
                       if "LRO_NAMESPACE" in cm.get("data", {})), bins["lro-worker"]["LRO_NAMESPACE"])
     check_keda(objects, namespace)
+    render(repo / "deploy" / "k8s", objects)
     check_workloads(objects, bins)
     check_compose(repo / "deploy" / "compose.yaml", bins, k8s_vars_by_binary(objects))
     check_dockerfile(repo, bins)

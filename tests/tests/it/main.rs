@@ -8,6 +8,7 @@ mod broker;
 mod cancel;
 mod cli;
 mod dashboard;
+mod deploy;
 mod faults;
 mod google;
 mod grpc;
