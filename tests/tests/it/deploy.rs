@@ -24,11 +24,21 @@ async fn deploy_files_are_valid_and_match_the_binaries() {
     );
     // Each check's line (shown with `--nocapture`).
     println!("{stdout}");
-    assert_eq!(stdout.lines().last(), Some("deploy: all passed"), "{stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("deploy: all passed"),
+        "{stdout}"
+    );
     // The built-in kinds were validated against a schema, KEDA's structurally.
-    for kind in ["Deployment/lro-api", "Deployment/lro-worker", "ScaledObject/lro-worker"] {
+    for kind in [
+        "Deployment/lro-api",
+        "Deployment/lro-worker",
+        "ScaledObject/lro-worker",
+    ] {
         assert!(
-            stdout.lines().any(|l| l.starts_with("ok ") && l.contains(kind)),
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok ") && l.contains(kind)),
             "{kind} not checked:\n{stdout}"
         );
     }
