@@ -282,9 +282,9 @@ impl Broker {
         attempt: u32,
         trace: Option<&TraceContext>,
     ) -> Result<(), AmqpError> {
-        self.with_publisher(|p| async move {
-            p.publish_cancel(worker_id, name, attempt, trace).await
-        })
+        self.with_publisher(
+            |p| async move { p.publish_cancel(worker_id, name, attempt, trace).await },
+        )
         .await
     }
 }
@@ -344,7 +344,10 @@ impl Publisher {
             attempt,
         });
         let exchange = self.topology.cancel_exchange();
-        match self.publish(&exchange, worker_id, &body, false, trace).await {
+        match self
+            .publish(&exchange, worker_id, &body, false, trace)
+            .await
+        {
             Err(AmqpError::Unroutable(_)) => Ok(()),
             other => other,
         }

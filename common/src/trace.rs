@@ -232,7 +232,10 @@ mod tests {
         let t = TraceContext::from_headers(Some(VALID), Some(&long)).unwrap();
         assert_eq!(t.state(), None);
         assert_eq!(TraceContext::from_headers(None, Some("a=b")), None);
-        assert_eq!(TraceContext::from_headers(Some("garbage"), Some("a=b")), None);
+        assert_eq!(
+            TraceContext::from_headers(Some("garbage"), Some("a=b")),
+            None
+        );
     }
 
     #[test]

@@ -374,6 +374,7 @@ fn handle(
             Outcome::Abandon => Finished::LeaseLost,
         };
         shared.metrics.finished(&kind, finished, ran.elapsed());
+        tracing::debug!(outcome = ?finished, "finished");
         // Done with the lease entry once the record needs no more watching (an operation that may
         // start again keeps it); the latest armed score is the one last renewed.
         let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
@@ -661,7 +662,9 @@ async fn hand_back(
         .await?;
     if matches!(op.phase, Phase::Queued) {
         // A failed publish is repaired by the reaper through the guard.
-        if let Err(e) = reaper::publish(&shared.store, &shared.publisher, name, guarded_at, None).await {
+        if let Err(e) =
+            reaper::publish(&shared.store, &shared.publisher, name, guarded_at, None).await
+        {
             tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
         }
     }
