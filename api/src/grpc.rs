@@ -10,6 +10,7 @@ use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{Operation, Phase, Terminal};
 use lro_common::status::Code;
 use lro_common::time::Millis;
+use lro_common::trace::TraceContext;
 use prost::Message;
 use prost_types::value::Kind;
 use serde_json::Value;
@@ -77,6 +78,14 @@ impl Grpc {
     }
 }
 
+/// The caller's W3C trace context from `traceparent` / `tracestate` metadata; absent or invalid
+/// is `None`.
+fn trace<T>(req: &Request<T>) -> Option<TraceContext> {
+    let md = req.metadata();
+    let text = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
+    TraceContext::from_headers(text("traceparent"), text("tracestate"))
+}
+
 type Answer<T> = Result<Response<T>, tonic::Status>;
 
 #[tonic::async_trait]
@@ -123,7 +132,7 @@ impl operations_server::Operations for Grpc {
         let run = async {
             let name = operation_name(&req.get_ref().name)?;
             let who = self.caller(&req, Method::Cancel, name.as_str())?;
-            self.0.cancel(&who, &name).await
+            self.0.cancel(&who, &name, trace(&req)).await
         };
         self.answer(RequestMethod::Cancel, run).await
     }
@@ -157,6 +166,7 @@ impl jobs_server::Jobs for Grpc {
             let parent = Parent::parse(&req.get_ref().parent)
                 .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
             let who = self.caller(&req, Method::Submit, &collection(&parent))?;
+            let trace = trace(&req);
             let req = req.into_inner();
             let input = req.input.as_ref().map(struct_json).transpose()?;
             let submit = Submit {
@@ -165,6 +175,7 @@ impl jobs_server::Jobs for Grpc {
                 input,
                 request_id: Some(req.request_id).filter(|r| !r.is_empty()),
                 timeout: req.timeout.map(duration).transpose()?,
+                trace,
             };
             Ok(operation(&self.0.submit(&who, submit).await?))
         };

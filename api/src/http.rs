@@ -23,6 +23,7 @@ use crate::render;
 use crate::route::{Route, no_route};
 use crate::service::{BatchCancel, Service, Submit};
 use lro_common::status::Code;
+use lro_common::trace::TraceContext;
 
 /// The OpenAPI 3.1 document of the REST surface, served at `GET /v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -116,6 +117,7 @@ async fn handle(
                         input: b.input,
                         request_id: b.request_id,
                         timeout: parse_timeout(b.timeout.as_deref())?,
+                        trace: trace(headers),
                     },
                 )
                 .await?;
@@ -156,7 +158,7 @@ async fn handle(
         Route::Cancel(name) => {
             let b: NameBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
-            svc.cancel(who, &name).await?;
+            svc.cancel(who, &name, trace(headers)).await?;
             json!({})
         }
         Route::Wait(name) => {
@@ -177,6 +179,12 @@ async fn handle(
         Route::Kinds => render::kinds(&svc.kinds(who).await?),
     };
     Ok(json_response(200, &answer))
+}
+
+/// The caller's W3C trace context (`traceparent`, `tracestate`); absent or invalid is `None`.
+fn trace(headers: &HeaderMap) -> Option<TraceContext> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    TraceContext::from_headers(text("traceparent"), text("tracestate"))
 }
 
 /// The API key of a request: `x-goog-api-key`, or else the `key` query parameter.

@@ -16,6 +16,7 @@ use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
 use lro_common::time::now_millis;
 use lro_common::topology::Broker;
+use lro_common::trace::TraceContext;
 use serde_json::Value;
 
 use crate::auth::{Auth, Credentials, Method, Principal};
@@ -83,6 +84,8 @@ pub struct Submit {
     pub request_id: Option<String>,
     /// The longest one attempt may run.
     pub timeout: Option<Duration>,
+    /// The caller's trace (W3C `traceparent`), carried on the job message to the worker.
+    pub trace: Option<TraceContext>,
 }
 
 impl Service {
@@ -149,7 +152,8 @@ impl Service {
         };
         let input = kind.admit(input)?;
         let info = &kind.info;
-        self.create(req.parent, info, input, req.request_id, req.timeout)
+        let trace = req.trace.as_ref();
+        self.create(req.parent, info, input, req.request_id, req.timeout, trace)
             .await
     }
 
@@ -162,6 +166,7 @@ impl Service {
         input: Value,
         request_id: Option<String>,
         timeout: Option<Duration>,
+        trace: Option<&TraceContext>,
     ) -> Result<Operation, ApiError> {
         if let Some(r) = &request_id {
             let ok = !r.is_empty()
@@ -210,7 +215,8 @@ impl Service {
             Created::Existing(existing) => self.read(&existing).await,
             Created::New => {
                 let published =
-                    reaper::publish(&self.store, &self.publisher, &op.name, guarded_at).await;
+                    reaper::publish(&self.store, &self.publisher, &op.name, guarded_at, trace)
+                        .await;
                 if let Err(e) = published {
                     // Not on the queue: take the record back so nothing accepted is left stranded.
                     if let Err(undo) = self.store.delete(&op.name).await {
@@ -270,6 +276,7 @@ impl Service {
             &kinds::batch_cancel(),
             input,
             req.request_id,
+            None,
             None,
         )
         .await
@@ -377,9 +384,14 @@ impl Service {
 
     /// Records the cancel in Redis first, then tells the worker running it. A lost message delays
     /// the cancel (the worker re-checks Redis) but never loses it, so a failed publish still
-    /// answers OK.
-    pub async fn cancel(&self, who: &Principal, name: &OperationName) -> Result<(), ApiError> {
-        let result = self.cancel_as(who, name).await;
+    /// answers OK. The cancel message carries the caller's `trace`, for the worker's log.
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        name: &OperationName,
+        trace: Option<TraceContext>,
+    ) -> Result<(), ApiError> {
+        let result = self.cancel_as(who, name, trace.as_ref()).await;
         let outcome = match &result {
             Ok(CancelEffect::Requested { .. }) => Some(CancelOutcome::Cancelling),
             Ok(CancelEffect::CancelledWhileQueued) => Some(CancelOutcome::Cancelled),
@@ -409,9 +421,11 @@ impl Service {
         &self,
         who: &Principal,
         name: &OperationName,
+        trace: Option<&TraceContext>,
     ) -> Result<CancelEffect, ApiError> {
         who.authorize(Method::Cancel, Some(name.parent()))?;
-        let effect = cancel::request(&self.store, &self.publisher, name, now_millis(), who.name())
+        let (store, broker) = (&self.store, &self.publisher);
+        let effect = cancel::request(store, broker, name, now_millis(), who.name(), trace)
             .await
             .map_err(|e| match e {
                 StoreError::Refused(Refused::NotCancellable(kind)) => ApiError::new(

@@ -1,5 +1,5 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
-//! [`operation`], [`kinds`], [`filter`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
+//! [`operation`], [`kinds`], [`filter`], [`trace`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
 //! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
 //! `:cancel` and a batch make it), [`config`] and [`tls`] (what outbound TLS trusts); [`admin`] and
 //! [`metrics`] (health and metrics, the admin listener). The domain layer does no I/O and imports
@@ -20,4 +20,5 @@ pub mod store;
 pub mod time;
 pub mod tls;
 pub mod topology;
+pub mod trace;
 pub mod wire;

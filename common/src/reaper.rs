@@ -26,6 +26,7 @@ use crate::operation::{Expired, Operation, Refused};
 use crate::store::{Store, StoreError, Watch};
 use crate::time::{Millis, now_millis};
 use crate::topology::{AmqpError, Broker};
+use crate::trace::TraceContext;
 
 /// How long a queueing write may wait for its publish to be confirmed before a reaper publishes
 /// the job itself.
@@ -67,15 +68,17 @@ pub async fn guard_retry(
     store.rearm(Watch::Unpublished, name, at).await
 }
 
-/// Step two, after the write: publish the job message and, once the broker confirmed it, drop the
-/// guard armed at `guarded_at`. A failure to drop the guard only costs a later duplicate message.
+/// Step two, after the write: publish the job message (with the submit's `trace`, if any) and,
+/// once the broker confirmed it, drop the guard armed at `guarded_at`. A failure to drop the
+/// guard only costs a later duplicate message.
 pub async fn publish(
     store: &Store,
     publisher: &Broker,
     name: &OperationName,
     guarded_at: Millis,
+    trace: Option<&TraceContext>,
 ) -> Result<(), AmqpError> {
-    publisher.publish_job(name).await?;
+    publisher.publish_job(name, trace).await?;
     if let Err(e) = store.unwatch(Watch::Unpublished, name, guarded_at).await {
         tracing::debug!(operation = %name, error = %e, "publish guard left armed");
     }
@@ -151,7 +154,7 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
                     Some(at) => at,
                     None => guard_publish(store, &name).await?,
                 };
-                if let Err(e) = publish(store, publisher, &name, guarded_at).await {
+                if let Err(e) = publish(store, publisher, &name, guarded_at, None).await {
                     tracing::warn!(operation = %name, error = %e, "re-publish failed");
                 }
                 swept.requeued += 1;
@@ -198,7 +201,7 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
         };
         if queued {
             tracing::info!(operation = %name, "publish never confirmed: publishing");
-            if let Err(e) = publisher.publish_job(&name).await {
+            if let Err(e) = publisher.publish_job(&name, None).await {
                 tracing::warn!(operation = %name, error = %e, "re-publish failed");
                 continue;
             }

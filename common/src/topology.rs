@@ -26,6 +26,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 use crate::name::OperationName;
 use crate::tls::ClientTls;
+use crate::trace::TraceContext;
 use crate::wire::{self, CancelMessage, JobMessage};
 
 /// Errors callers branch on.
@@ -258,8 +259,12 @@ impl Broker {
     }
 
     /// As [`Publisher::publish_job`].
-    pub async fn publish_job(&self, name: &OperationName) -> Result<(), AmqpError> {
-        self.with_publisher(|p| async move { p.publish_job(name).await })
+    pub async fn publish_job(
+        &self,
+        name: &OperationName,
+        trace: Option<&TraceContext>,
+    ) -> Result<(), AmqpError> {
+        self.with_publisher(|p| async move { p.publish_job(name, trace).await })
             .await
     }
 
@@ -275,9 +280,12 @@ impl Broker {
         worker_id: &str,
         name: &OperationName,
         attempt: u32,
+        trace: Option<&TraceContext>,
     ) -> Result<(), AmqpError> {
-        self.with_publisher(|p| async move { p.publish_cancel(worker_id, name, attempt).await })
-            .await
+        self.with_publisher(
+            |p| async move { p.publish_cancel(worker_id, name, attempt, trace).await },
+        )
+        .await
     }
 }
 
@@ -299,11 +307,16 @@ impl Publisher {
         Ok(Self { channel, topology })
     }
 
-    /// Publishes a job persistently and waits for the broker's confirm.
-    pub async fn publish_job(&self, name: &OperationName) -> Result<(), AmqpError> {
+    /// Publishes a job persistently and waits for the broker's confirm; `trace` goes in the
+    /// `traceparent` / `tracestate` headers.
+    pub async fn publish_job(
+        &self,
+        name: &OperationName,
+        trace: Option<&TraceContext>,
+    ) -> Result<(), AmqpError> {
         let body = wire::encode(&JobMessage::V1 { name: name.clone() });
         let queue = self.topology.jobs_queue();
-        self.publish("", &queue, &body, true).await
+        self.publish("", &queue, &body, true, trace).await
     }
 
     /// Puts a job message no worker can act on in the dead-letter queue, with the reason.
@@ -324,13 +337,17 @@ impl Publisher {
         worker_id: &str,
         name: &OperationName,
         attempt: u32,
+        trace: Option<&TraceContext>,
     ) -> Result<(), AmqpError> {
         let body = wire::encode(&CancelMessage::V1 {
             name: name.clone(),
             attempt,
         });
         let exchange = self.topology.cancel_exchange();
-        match self.publish(&exchange, worker_id, &body, false).await {
+        match self
+            .publish(&exchange, worker_id, &body, false, trace)
+            .await
+        {
             Err(AmqpError::Unroutable(_)) => Ok(()),
             other => other,
         }
@@ -342,10 +359,14 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
         persistent: bool,
+        trace: Option<&TraceContext>,
     ) -> Result<(), AmqpError> {
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(if persistent { 2 } else { 1 })
             .with_content_type("application/json".into());
+        if let Some(trace) = trace {
+            properties = properties.with_headers(trace_headers(trace));
+        }
         self.publish_with(exchange, routing_key, body, properties)
             .await
     }
@@ -378,4 +399,29 @@ impl Publisher {
             lapin::Confirmation::NotRequested => Ok(()),
         }
     }
+}
+
+/// The W3C headers of `trace`, as AMQP message headers (the names HTTP uses, as the W3C draft for
+/// AMQP suggests for application properties).
+fn trace_headers(trace: &TraceContext) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(trace.traceparent().into()),
+    );
+    if let Some(state) = trace.state() {
+        headers.insert("tracestate".into(), AMQPValue::LongString(state.into()));
+    }
+    headers
+}
+
+/// The trace a delivery carries in its `traceparent` / `tracestate` headers; `None` when it has
+/// none or they do not parse (never an error).
+pub fn trace_of(properties: &BasicProperties) -> Option<TraceContext> {
+    let headers = properties.headers().as_ref()?.inner();
+    let text = |key: &str| match headers.get(key)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        _ => None,
+    };
+    TraceContext::from_headers(text("traceparent"), text("tracestate"))
 }

@@ -73,7 +73,8 @@ pub(crate) async fn run(
             if !filter.matches(&op) {
                 continue;
             }
-            let effect = cancel::request(store, ctx.broker(), &op.name, now_millis(), by).await;
+            let effect =
+                cancel::request(store, ctx.broker(), &op.name, now_millis(), by, None).await;
             match effect {
                 Ok(CancelEffect::AlreadyDone) => counts.already_done += 1,
                 Ok(CancelEffect::CancelledWhileQueued | CancelEffect::Requested { .. }) => {

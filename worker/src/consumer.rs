@@ -27,7 +27,8 @@ use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch, WatchEffect};
 use lro_common::time::{Millis, now_millis};
-use lro_common::topology::Broker;
+use lro_common::topology::{self, Broker};
+use lro_common::trace;
 use lro_common::wire::{self, CancelMessage, JobMessage};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -158,15 +159,31 @@ pub(crate) async fn run(
             Event::Job(Some(Ok(delivery))) => {
                 // Only the body and the acker travel on: the rest of the delivery (~0.4 KiB)
                 // would be held for as long as the job runs.
-                let Delivery { data, acker, .. } = delivery;
+                let Delivery {
+                    data,
+                    acker,
+                    properties,
+                    ..
+                } = delivery;
                 // The job's span, its fields recorded once known; instrumenting the whole task
                 // here stores its future once (an inner `instrument` would need its own box).
                 let span = tracing::info_span!(
                     "job",
                     operation = tracing::field::Empty,
                     attempt = tracing::field::Empty,
-                    kind = tracing::field::Empty
+                    kind = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                    parent_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty
                 );
+                // The submit's trace (W3C `traceparent` header), continued by a span of our own
+                // whose id is logged, so what the job's logs say can be joined to the trace.
+                if let Some(trace) = topology::trace_of(&properties) {
+                    span.record("trace_id", trace.trace_id())
+                        .record("parent_id", trace.parent_id())
+                        .record("span_id", trace::span_id_hex(trace::new_span_id()));
+                }
+                drop(properties);
                 let job = handle(shared.clone(), data, acker, shutdown.clone());
                 tracker.spawn(job.instrument(span));
                 None
@@ -175,7 +192,7 @@ pub(crate) async fn run(
                 shared
                     .cancels_received
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                on_cancel(&shared.registry, &message.data);
+                on_cancel(&shared.registry, &message.data, &message.properties);
                 None
             }
             Event::Job(Some(Err(e))) | Event::Cancel(Some(Err(e))) => Some(e.to_string()),
@@ -214,11 +231,24 @@ async fn next_or_pending(
     }
 }
 
-fn on_cancel(registry: &Registry, data: &[u8]) {
+/// Fires the token of the job a cancel message names. With the canceller's trace (W3C
+/// `traceparent` header) the firing is logged at info with its ids, so the cancel's trace shows
+/// where it took effect.
+fn on_cancel(registry: &Registry, data: &[u8], properties: &lapin::BasicProperties) {
     match wire::decode_cancel(data) {
         Ok(CancelMessage::V1 { name, attempt }) => {
             let found = registry.cancel(&name, CancelReason::User);
-            tracing::debug!(operation = %name, attempt, found, "cancel message");
+            match topology::trace_of(properties) {
+                Some(trace) if found => tracing::info!(
+                    operation = %name,
+                    attempt,
+                    trace_id = trace.trace_id(),
+                    parent_id = trace.parent_id(),
+                    span_id = trace::span_id_hex(trace::new_span_id()),
+                    "cancel message: token fired"
+                ),
+                _ => tracing::debug!(operation = %name, attempt, found, "cancel message"),
+            }
         }
         Err(e) => tracing::warn!(error = %e, "ignoring cancel message"),
     }
@@ -344,6 +374,7 @@ fn handle(
             Outcome::Abandon => Finished::LeaseLost,
         };
         shared.metrics.finished(&kind, finished, ran.elapsed());
+        tracing::debug!(outcome = ?finished, "finished");
         // Done with the lease entry once the record needs no more watching (an operation that may
         // start again keeps it); the latest armed score is the one last renewed.
         let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
@@ -631,7 +662,9 @@ async fn hand_back(
         .await?;
     if matches!(op.phase, Phase::Queued) {
         // A failed publish is repaired by the reaper through the guard.
-        if let Err(e) = reaper::publish(&shared.store, &shared.publisher, name, guarded_at).await {
+        if let Err(e) =
+            reaper::publish(&shared.store, &shared.publisher, name, guarded_at, None).await
+        {
             tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
         }
     }

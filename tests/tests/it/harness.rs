@@ -57,21 +57,59 @@ impl Env {
     }
 
     /// Starts the real worker command line as a child process (killed when dropped), with the
-    /// built-in kinds, in this namespace, configured by `LRO_*` variables.
+    /// built-in kinds, in this namespace, configured by `LRO_*` variables (which may set
+    /// `RUST_LOG` too; errors only by default). Its stdout is dropped.
     pub fn worker_process(&self, id: &str, concurrency: u16, vars: &[(&str, &str)]) -> Child {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-worker"))
+        self.worker_command(id, concurrency, vars)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("worker process starts")
+    }
+
+    /// As [`Env::worker_process`], and the lines it writes on stdout (its log), as they come.
+    pub fn worker_process_logged(
+        &self,
+        id: &str,
+        concurrency: u16,
+        vars: &[(&str, &str)],
+    ) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let mut child = self
+            .worker_command(id, concurrency, vars)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("worker process starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    fn worker_command(
+        &self,
+        id: &str,
+        concurrency: u16,
+        vars: &[(&str, &str)],
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-worker"));
+        command
             .env("LRO_NAMESPACE", &self.sys.namespace)
             .env("LRO_WORKER_ID", id)
             .env("LRO_CONCURRENCY", concurrency.to_string())
             // Tests run many workers at once: never the fixed default port.
             .env("LRO_ADMIN_ADDR", "127.0.0.1:0")
-            .envs(vars.iter().copied())
             .env("RUST_LOG", "error")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("worker process starts")
+            .kill_on_drop(true);
+        command
     }
 
     /// Starts a worker running `kinds`; returns its id.
@@ -340,7 +378,7 @@ impl Api {
             if state_of(&op) == "RUNNING" {
                 return op;
             }
-            assert_eq!(op["done"], false, "done before it was seen running: {op}");
+            assert_ne!(op["done"], true, "done before it was seen running: {op}");
             assert!(
                 std::time::Instant::now() < until,
                 "not running within {DEADLINE:?}: {op}"

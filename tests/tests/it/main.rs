@@ -23,4 +23,5 @@ mod proto;
 mod proxy;
 mod retries;
 mod tls;
+mod trace;
 mod wait;

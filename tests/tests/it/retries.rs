@@ -126,7 +126,7 @@ async fn messages_no_worker_can_act_on_are_dead_lettered() {
     let op = new_operation("rare");
     let name = op.name.clone();
     store.create(&op, &[]).await.expect("create");
-    broker.publish_job(&name).await.expect("publish");
+    broker.publish_job(&name, None).await.expect("publish");
 
     let done = env.api.done(name.as_str()).await;
     assert_eq!(done["error"]["code"], 12, "{done}");
