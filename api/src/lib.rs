@@ -2,6 +2,8 @@
 //! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod benching;
 pub mod cli;
 mod dashboard;
 mod error;

@@ -65,6 +65,11 @@ impl Procs {
         })
     }
 
+    /// The api process's id.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.id()
+    }
+
     /// The worker processes' ids.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.workers.iter().filter_map(Child::id).collect()

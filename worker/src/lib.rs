@@ -13,6 +13,8 @@
 //! worker can act on go to the dead-letter queue.
 
 mod batch;
+#[doc(hidden)]
+pub mod benching;
 mod builtin;
 pub mod cli;
 mod consumer;

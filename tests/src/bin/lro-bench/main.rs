@@ -15,6 +15,14 @@
 //!   received per cancel (routed to the owner: 1 whatever the workers), and the latency;
 //! - `scale`: N long `sleep`s in flight on two worker processes (N from `--scale`): the workers'
 //!   memory per operation, and cancel → CANCELLED (seen by `:wait`) at that load;
+//! - `batch`: `:batchCancel` of N operations queued under one parent (written straight to the
+//!   store, never published), run by the real `lro-worker` (concurrency 1): time until the
+//!   batch is done, operations cancelled per second, counts checked (matched = cancelled = N);
+//!   median of `--batch-runs` (`batch.rs`);
+//! - `metrics`: ns per operation of recording its metrics (the real api and worker recording
+//!   code in a tight loop), as a share of an operation's CPU: the whole system's (from
+//!   `BENCHMARKS.md`) and the api's and workers' own, measured here over `--ops` `noop`s
+//!   (`metrics.rs`);
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
 //!   each beside lro's figure from this run.
@@ -38,15 +46,18 @@ use lro_tests::{Summary, System};
 use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
+mod batch;
+mod metrics;
+
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, celery.
+    /// scale, batch, metrics, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,celery"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,celery"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -70,6 +81,15 @@ struct Args {
     /// Worker processes (throughput).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Operations queued under one parent and batch-cancelled in the batch scenario.
+    #[arg(long, default_value_t = 10_000)]
+    batch_ops: usize,
+    /// Batches run (each over fresh operations) in the batch scenario; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    batch_runs: usize,
+    /// Records per timed round of the metrics scenario's micro-benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    metrics_records: usize,
     /// Seconds each side of the reads scenario runs.
     #[arg(long, default_value_t = 5)]
     read_secs: u64,
@@ -218,6 +238,12 @@ async fn main() -> anyhow::Result<()> {
         for &n in &args.scale {
             rows.extend(scale(&args, n).await?);
         }
+    }
+    if run("batch") {
+        rows.extend(batch::batch(args.batch_ops, args.batch_runs).await?);
+    }
+    if run("metrics") {
+        rows.extend(metrics::metrics(&args).await?);
     }
     if run("celery") {
         rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
