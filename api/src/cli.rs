@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use lro_common::config::{Connections, parse_duration_arg};
+use lro_common::logging::LogFormat;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TlsArgs;
@@ -64,28 +65,12 @@ struct Args {
     tls: TlsArgs,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Parses the command line and serves until SIGTERM/SIGINT; exits the process on failure with
 /// one line on stderr.
 #[tokio::main]
 pub async fn main() {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // One JSON object a line is what log routers read (the audit log is target `lro::audit`);
-    // colours only on a terminal.
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match args.log_format {
-        LogFormat::Json => fmt.json().flatten_event(true).init(),
-        LogFormat::Text => fmt.init(),
-    }
+    lro_common::logging::init(args.log_format);
     if let Err(e) = run(args).await {
         eprintln!("lro-api: {e:#}");
         std::process::exit(1);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use lro_common::config::{Connections, parse_duration_arg};
+use lro_common::logging::LogFormat;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Kinds, Worker, WorkerConfig};
@@ -45,33 +46,11 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Parses flags and environment, runs a worker with `kinds` until SIGINT/SIGTERM, and exits the
 /// process non-zero with one clear line if it cannot start or fails.
 pub fn main(kinds: Kinds) {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // As the api's: one JSON object a line for log routers, colours only on a terminal. A JSON
-    // line carries the fields of the span it was written in (`span`: the job's `operation`,
-    // `attempt`, `trace_id`, ...), so every line of a job can be found by its trace id.
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match args.log_format {
-        LogFormat::Json => fmt
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => fmt.init(),
-    }
+    lro_common::logging::init(args.log_format);
     let config = WorkerConfig {
         worker_id: args.worker_id.unwrap_or_else(crate::new_worker_id),
         concurrency: args.concurrency,

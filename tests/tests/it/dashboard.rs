@@ -12,24 +12,12 @@ use crate::harness::{Env, Probe};
 
 /// Runs the browser script against `env` with `args`; asserts it passed and returns its lines.
 async fn browse(env: &Env, args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/run.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .arg(format!("http://{}", env.sys.addr))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run.sh runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "dashboard.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // Every check and how long it took (shown with `--nocapture`).
-    println!("{stdout}");
+    let base = format!("http://{}", env.sys.addr);
+    let stdout = crate::harness::run_script(
+        "dashboard/run.sh",
+        std::iter::once(base.as_str()).chain(args.iter().copied()),
+    )
+    .await;
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.ends_with("all passed"), "{stdout}");
     stdout

@@ -6,24 +6,16 @@
 
 #[tokio::test]
 async fn deploy_files_are_valid_and_match_the_binaries() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/check.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .args(["--api-bin", env!("CARGO_BIN_EXE_lro-test-api")])
-        .args(["--worker-bin", env!("CARGO_BIN_EXE_lro-test-worker")])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("check.sh runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "deploy check failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // Each check's line (shown with `--nocapture`).
-    println!("{stdout}");
+    let stdout = crate::harness::run_script(
+        "deploy/check.sh",
+        [
+            "--api-bin",
+            env!("CARGO_BIN_EXE_lro-test-api"),
+            "--worker-bin",
+            env!("CARGO_BIN_EXE_lro-test-worker"),
+        ],
+    )
+    .await;
     assert_eq!(
         stdout.lines().last(),
         Some("deploy: all passed"),

@@ -9,24 +9,11 @@ use crate::harness::Env;
 async fn google_python_clients_work_unmodified_over_rest_and_grpc() {
     let mut env = Env::start().await;
     env.worker(lro_worker::Kinds::builtin(), 16).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/google/run.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .args(["--http", &format!("http://{}", env.sys.addr)])
-        .args(["--grpc", &env.sys.grpc_addr.to_string()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run.sh runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "conformance failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // Every call and its result (shown with `--nocapture`).
-    println!("{stdout}");
+    let http = format!("http://{}", env.sys.addr);
+    let grpc = env.sys.grpc_addr.to_string();
+    // Every call and its result (printed, shown with `--nocapture`).
+    let stdout =
+        crate::harness::run_script("google/run.sh", ["--http", &http, "--grpc", &grpc]).await;
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.ends_with("all passed"), "{stdout}");
     // Both transports were driven.
@@ -55,35 +42,32 @@ async fn google_python_clients_authenticate_over_https_and_grpc_tls() {
         crate::auth::hs256(&c)
     };
     let now = crate::auth::now();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/google/run.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .args(["--script", "with_credentials.py"])
-        .args([
+    let https = format!("https://localhost:{}", env.sys.addr.port());
+    let grpc = format!("localhost:{}", env.sys.grpc_addr.port());
+    let ca = pki.ca.display().to_string();
+    let admin = token("admin", "lro.admin", now + 600);
+    let reader = token("reader", "lro.operations.read", now + 600);
+    let expired = token("old", "lro.admin", now - 3600);
+    let stdout = crate::harness::run_script(
+        "google/run.sh",
+        [
+            "--script",
+            "with_credentials.py",
             "--https",
-            &format!("https://localhost:{}", env.sys.addr.port()),
-        ])
-        .args(["--grpc", &format!("localhost:{}", env.sys.grpc_addr.port())])
-        .arg("--ca")
-        .arg(&pki.ca)
-        .args(["--admin-token", &token("admin", "lro.admin", now + 600)])
-        .args([
+            &https,
+            "--grpc",
+            &grpc,
+            "--ca",
+            &ca,
+            "--admin-token",
+            &admin,
             "--read-token",
-            &token("reader", "lro.operations.read", now + 600),
-        ])
-        .args(["--expired-token", &token("old", "lro.admin", now - 3600)])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run.sh runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "with_credentials.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    println!("{stdout}");
+            &reader,
+            "--expired-token",
+            &expired,
+        ],
+    )
+    .await;
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.ends_with("all passed"), "{stdout}");
 }

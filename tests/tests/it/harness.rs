@@ -620,3 +620,30 @@ pub fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Runs one of the tests' own scripts (`tests/<script>`, with bash) with these arguments and no
+/// standard input; fails the test, showing both outputs, unless it exits 0. Returns its stdout,
+/// which is also printed (shown with `--nocapture`).
+pub async fn run_script<I, S>(script: &str, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let path = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{script} does not run: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    println!("{stdout}");
+    stdout
+}

@@ -242,25 +242,12 @@ async fn schemathesis(env: &Env, headers: &[&str]) {
     // in-process worker's blocking threads would outlive the test's runtime. One slot bounds that
     // to one core while the run lasts; the kill ends it.
     let _worker = env.worker_process("schemathesis", 1, &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis/run.sh");
     let started = std::time::Instant::now();
-    let mut cmd = tokio::process::Command::new("bash");
-    cmd.arg(script).arg(&env.api.base);
+    let mut args = vec![env.api.base.as_str()];
     for h in headers {
-        cmd.args(["--header", h]);
+        args.extend(["--header", h]);
     }
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run.sh runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "schemathesis found problems ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = crate::harness::run_script("schemathesis/run.sh", args).await;
     // The figures (shown with `--nocapture`): requests made, cases, failures, time.
     for line in stdout.lines().filter(|l| {
         l.starts_with("schemathesis:")
