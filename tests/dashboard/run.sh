@@ -7,28 +7,17 @@
 #   tests/dashboard/run.sh http://127.0.0.1:8080 [--token T] [--screenshot PATH]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="${CARGO_TARGET_DIR:-$here/../../target}/dashboard-venv"
-py="$venv/bin/python"
 
-# Two tests may start at once: one sets up, the other waits for it.
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
+source "$here/../venv.sh"
+venv_lock dashboard-venv
 if [[ ! -x /usr/bin/chromium ]]; then
   # Another process may hold the dpkg lock for a while: wait for it rather than fail.
   apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" </dev/null >&2; }
   apt_get install chromium || { apt_get update && apt_get install chromium; }
 fi
 
-check='import playwright.sync_api'
-if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" \
-    || ! "$py" -c "$check" 2>/dev/null; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" </dev/null >&2
-  "$py" -c "$check"
-  cp "$here/requirements.txt" "$venv/requirements.txt"
-fi
-exec 9>&-
+venv_make 'import playwright.sync_api'
+venv_unlock
 # Playwright must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 exec "$py" "$here/dashboard.py" "$@"

@@ -8,20 +8,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 protos="$(cd "$here/../../proto" && pwd)"
-venv="${CARGO_TARGET_DIR:-$here/../../target}/google-venv"
-py="$venv/bin/python"
-# Tests run in parallel and may both find the virtualenv missing: one makes it, the other waits.
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-check='import google.api_core.operations_v1, google.auth, google.longrunning.operations_pb2_grpc, google.rpc.error_details_pb2, grpc, grpc_status, grpc_tools.protoc, requests'
-if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" \
-    || ! "$py" -c "$check" 2>/dev/null; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" </dev/null >&2
-  "$py" -c "$check"
-  cp "$here/requirements.txt" "$venv/requirements.txt"
-fi
+source "$here/../venv.sh"
+venv_lock google-venv
+venv_make 'import google.api_core.operations_v1, google.auth, google.longrunning.operations_pb2_grpc, google.rpc.error_details_pb2, grpc, grpc_status, grpc_tools.protoc, requests'
 
 # Python for the project's own protos, made again whenever they change.
 files=(lro/v1/operation_metadata.proto lro/v1/jobs.proto lro/v1/error.proto)
@@ -32,7 +21,7 @@ if [[ "$(cat "$out/.sum" 2>/dev/null)" != "$sum" ]]; then
   (cd "$protos" && "$py" -m grpc_tools.protoc -I . --python_out="$out" --grpc_python_out="$out" "${files[@]}")
   echo "$sum" >"$out/.sum"
 fi
-exec 9>&- # made: others may go on
+venv_unlock
 export PYTHONPATH="$out${PYTHONPATH:+:$PYTHONPATH}"
 # `--script with_credentials.py` runs another script of this folder with the same environment.
 script=conformance.py

@@ -14,21 +14,10 @@
 # skipped. Options after the URL go to `st run` as they are (e.g. `--exclude-path /v1/kinds`).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="${CARGO_TARGET_DIR:-$here/../../target}/schemathesis-venv"
-py="$venv/bin/python"
-# Tests run in parallel and may both find the virtualenv missing: one makes it, the other waits.
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-check='import schemathesis, openapi_spec_validator'
-if [[ ! -x "$py" ]] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" \
-    || ! "$py" -c "$check" 2>/dev/null; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" </dev/null >&2
-  "$py" -c "$check"
-  cp "$here/requirements.txt" "$venv/requirements.txt"
-fi
-exec 9>&- # made: others may go on
+source "$here/../venv.sh"
+venv_lock schemathesis-venv
+venv_make 'import schemathesis, openapi_spec_validator'
+venv_unlock
 
 base="${1:?usage: run.sh BASE_URL [--header 'Name: value']... [st run options]}"
 shift
