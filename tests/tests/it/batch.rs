@@ -10,7 +10,8 @@ use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds};
 use serde_json::{Value, json};
 
-use crate::auth::{Creds, api_process, claims, hs256, line_where};
+use crate::audit::{api_process, line_where};
+use crate::auth::{Creds, claims, hs256};
 use crate::harness::{Api, Env, Probe, eventually, name_of, state_of, store};
 
 const STRUCT: &str = "type.googleapis.com/google.protobuf.Struct";

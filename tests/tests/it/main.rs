@@ -2,6 +2,7 @@
 //! namespace per test so they run in parallel. Each asserts what a user of the REST surface sees.
 
 mod admin;
+mod audit;
 mod auth;
 mod batch;
 mod broker;

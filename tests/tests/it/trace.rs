@@ -7,7 +7,7 @@ use lro_api::pb::lro::v1::SubmitJobRequest;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::auth::line_where;
+use crate::audit::line_where;
 use crate::grpc::Grpc;
 use crate::harness::{Env, name_of};
 
