@@ -4,6 +4,8 @@
 //! each segment is percent-decoded and checked; a segment that does not fit the name rules is a
 //! 400, a path that fits no route a 404.
 
+use std::borrow::Cow;
+
 use axum::http::Method;
 use lro_common::name::{OperationName, Parent, check_segment};
 use percent_encoding::percent_decode_str;
@@ -78,17 +80,18 @@ impl Route {
 impl Route {
     /// The api method this route calls, and what it is called on (for authorization and the
     /// audit log); `None` for a public route, served without credentials.
-    pub fn method(&self) -> Option<(auth::Method, String)> {
+    /// A name is borrowed: a `GET` allocates nothing for this.
+    pub fn method(&self) -> Option<(auth::Method, Cow<'_, str>)> {
         use auth::Method as M;
         Some(match self {
-            Self::Submit(p) => (M::Submit, collection(p)),
-            Self::List(p) => (M::List, collection(p)),
-            Self::Get(n) => (M::Get, n.as_str().to_owned()),
-            Self::Delete(n) => (M::Delete, n.as_str().to_owned()),
-            Self::Cancel(n) => (M::Cancel, n.as_str().to_owned()),
-            Self::Wait(n) => (M::Wait, n.as_str().to_owned()),
-            Self::BatchCancel(p) => (M::BatchCancel, collection(p)),
-            Self::Kinds => (M::ListKinds, "kinds".to_owned()),
+            Self::Submit(p) => (M::Submit, collection(p).into()),
+            Self::List(p) => (M::List, collection(p).into()),
+            Self::Get(n) => (M::Get, n.as_str().into()),
+            Self::Delete(n) => (M::Delete, n.as_str().into()),
+            Self::Cancel(n) => (M::Cancel, n.as_str().into()),
+            Self::Wait(n) => (M::Wait, n.as_str().into()),
+            Self::BatchCancel(p) => (M::BatchCancel, collection(p).into()),
+            Self::Kinds => (M::ListKinds, "kinds".into()),
             Self::OpenApi => return None,
         })
     }
