@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# THE test command: make sure Redis and RabbitMQ answer (the tests talk to real
-# ones), then run every test in the workspace. Extra arguments go to cargo test,
-# e.g. `deploy/test.sh -p lro-api` or `deploy/test.sh -- --nocapture`.
-# cargo itself honours CARGO_TARGET_DIR when it is set.
+# THE test command: make sure Redis and RabbitMQ answer (the tests talk to real ones), then run
+# every test in the workspace against them; then a second pass of the cancel cases against a
+# private 3-node RabbitMQ cluster (deploy/rabbitmq-cluster.sh) with its quorum job queue.
+# Extra arguments go to cargo test and skip the second pass, e.g. `deploy/test.sh -p lro-api` or
+# `deploy/test.sh -- --nocapture`. cargo itself honours CARGO_TARGET_DIR when it is set.
 set -euo pipefail
 
 # Work from the repo root whatever the caller's directory.
@@ -11,5 +12,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # bash, not ./: works even where the executable bit was lost.
 bash deploy/services.sh
 
-# exec: cargo's output streams straight through and its exit code is ours.
-exec cargo test --workspace --locked "$@"
+if (($# > 0)); then
+  # exec: cargo's output streams straight through and its exit code is ours.
+  exec cargo test --workspace --locked "$@"
+fi
+
+cargo test --workspace --locked
+
+echo
+echo "==> second pass: the cancel cases on a 3-node RabbitMQ cluster"
+cluster=$(mktemp -d -t lro-rabbit-cluster.XXXXXX)
+trap 'bash deploy/rabbitmq-cluster.sh stop "$cluster"' EXIT
+LRO_TEST_AMQP_URL=$(bash deploy/rabbitmq-cluster.sh start "$cluster")
+export LRO_TEST_AMQP_URL
+cargo test -p lro-tests --test it --locked -- cancel::

@@ -25,9 +25,9 @@ mod waiters;
 use std::time::Duration;
 
 use anyhow::Context;
+use lro_common::broker::{AmqpError, Broker};
 use lro_common::config::Connections;
 use lro_common::store::Store;
-use lro_common::topology::{Broker, Topology};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -95,9 +95,15 @@ impl App {
         let store = Store::connect(&c.redis_url, &c.namespace, &client_tls)
             .await
             .with_context(|| format!("cannot reach redis at {}", c.redis_url))?;
-        let publisher = Broker::connect(&c.amqp_url, &client_tls, Topology::new(&c.namespace))
-            .await
-            .with_context(|| format!("cannot reach rabbitmq at {}", redact(&c.amqp_url)))?;
+        let publisher = match Broker::connect(&c.amqp_url, &client_tls, c.topology()).await {
+            Ok(publisher) => publisher,
+            // A queue of the other type: the message says what to do.
+            Err(e @ AmqpError::QueueType(_)) => return Err(e.into()),
+            Err(e) => {
+                let at = redact(&c.amqp_url);
+                return Err(anyhow::Error::new(e).context(format!("cannot reach rabbitmq at {at}")));
+            }
+        };
         let admin = match &config.admin_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -219,9 +225,10 @@ pub fn check_exposure(
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+fn redact(urls: &str) -> String {
+    let one = |url: &str| match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
-    }
+    };
+    urls.split(',').map(one).collect::<Vec<_>>().join(",")
 }

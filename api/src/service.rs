@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use lro_common::broker::Broker;
 use lro_common::cancel;
 use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
@@ -15,7 +16,6 @@ use lro_common::reaper;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
 use lro_common::time::now_millis;
-use lro_common::topology::Broker;
 use lro_common::trace::TraceContext;
 use serde_json::Value;
 

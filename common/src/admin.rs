@@ -26,9 +26,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::metrics::Registry;
 use crate::store::Store;
-use crate::topology::Broker;
 
 /// Longest one readiness check (a Redis `PING`, a RabbitMQ reconnect) may take before it counts
 /// as not answering.

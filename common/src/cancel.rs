@@ -4,11 +4,11 @@
 //!
 //! It does not decide who may cancel (the api's business) nor count anything (the batch's).
 
+use crate::broker::Broker;
 use crate::name::OperationName;
 use crate::operation::CancelEffect;
 use crate::store::{Store, StoreError};
 use crate::time::Millis;
-use crate::topology::Broker;
 use crate::trace::TraceContext;
 
 /// Applies [`crate::operation::Operation::request_cancel`] atomically, recording `by`, then tells

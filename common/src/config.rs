@@ -1,13 +1,15 @@
 //! Configuration both processes share: where Redis and RabbitMQ are, and the namespace.
 //! Each value comes from a flag or its `LRO_*` environment variable (the flag wins).
 
+use crate::topology::{QueueType, Topology};
+
 /// The connections and namespace every process needs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connections {
     /// Redis, the authoritative operation store.
     #[arg(long, env = "LRO_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
-    /// RabbitMQ.
+    /// RabbitMQ: one node, or a comma-separated list of the nodes of one cluster.
     #[arg(
         long,
         env = "LRO_AMQP_URL",
@@ -17,6 +19,9 @@ pub struct Connections {
     /// Prefix of every Redis key and AMQP exchange/queue name.
     #[arg(long, env = "LRO_NAMESPACE", default_value = "lro", value_parser = parse_namespace)]
     pub namespace: String,
+    /// Type of the durable job queue.
+    #[arg(long, env = "LRO_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
+    pub queue_type: QueueType,
     /// A PEM file of CA certificates trusted, besides the system's, for `rediss://` and `amqps://`.
     #[arg(long, env = "LRO_TLS_CA_FILE")]
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -29,8 +34,14 @@ impl Connections {
             redis_url: "redis://127.0.0.1:6379".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             namespace: namespace.into(),
+            queue_type: QueueType::Quorum,
             tls_ca_file: None,
         }
+    }
+
+    /// The AMQP entities of this namespace.
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.namespace, self.queue_type)
     }
 
     /// What `rediss://` and `amqps://` trust: reads `tls_ca_file`, if set.

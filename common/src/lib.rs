@@ -1,11 +1,12 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
 //! [`operation`], [`kinds`], [`filter`], [`trace`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
-//! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
+//! [`topology`] and [`broker`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
 //! `:cancel` and a batch make it), [`config`], [`logging`] and [`tls`] (what outbound TLS trusts); [`admin`] and
 //! [`metrics`] (health and metrics, the admin listener). The domain layer does no I/O and imports
 //! no client crate; the adapters depend on it, never the reverse.
 
 pub mod admin;
+pub mod broker;
 pub mod cancel;
 pub mod config;
 pub mod filter;

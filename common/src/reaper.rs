@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::{AmqpError, Broker};
 use crate::metrics::ReaperMetrics;
 use crate::name::OperationName;
 use crate::operation::{Expired, Operation, Refused};
 use crate::store::{Store, StoreError, Watch};
 use crate::time::{Millis, now_millis};
-use crate::topology::{AmqpError, Broker};
 use crate::trace::TraceContext;
 
 /// How long a queueing write may wait for its publish to be confirmed before a reaper publishes

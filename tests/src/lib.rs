@@ -40,7 +40,7 @@ impl System {
     ) -> anyhow::Result<Self> {
         let namespace = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
         let shutdown = CancellationToken::new();
-        let mut config = ApiConfig::new(Connections::local(&namespace));
+        let mut config = ApiConfig::new(connections_for(&namespace));
         configure(&mut config);
         let connections = config.connections.clone();
         let app = App::connect(config).await?;
@@ -118,6 +118,16 @@ impl Drop for System {
     }
 }
 
+/// The shared services, in `namespace` — or, for a pass of the suite against a cluster, the nodes
+/// `LRO_TEST_AMQP_URL` lists (`deploy/test.sh` sets it).
+pub fn connections_for(namespace: &str) -> Connections {
+    let mut connections = Connections::local(namespace);
+    if let Ok(urls) = std::env::var("LRO_TEST_AMQP_URL") {
+        connections.amqp_url = urls;
+    }
+    connections
+}
+
 /// Deletes every Redis key and AMQP entity of a namespace.
 pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
     let ns = &connections.namespace;
@@ -145,8 +155,10 @@ pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
         }
         cursor = next;
     }
-    let topology = lro_common::topology::Topology::new(ns);
-    let amqp = lro_common::topology::connect(&connections.amqp_url, &tls).await?;
+    let topology = connections.topology();
+    let amqp = lro_common::broker::Nodes::parse(&connections.amqp_url)?
+        .connect(&tls)
+        .await?;
     let channel = amqp.create_channel().await?;
     for queue in [topology.jobs_queue(), topology.dead_queue()] {
         channel

@@ -21,13 +21,13 @@ use futures_util::StreamExt;
 use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lro_common::broker::{self, Broker};
 use lro_common::name::OperationName;
 use lro_common::operation::{Operation, Phase, Refused, Retried, Started, Terminal};
 use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch, WatchEffect};
 use lro_common::time::{Millis, now_millis};
-use lro_common::topology::{self, Broker};
 use lro_common::trace;
 use lro_common::wire::{self, CancelMessage, JobMessage};
 use tokio::sync::{Notify, Semaphore};
@@ -178,7 +178,7 @@ pub(crate) async fn run(
                 );
                 // The submit's trace (W3C `traceparent` header), continued by a span of our own
                 // whose id is logged, so what the job's logs say can be joined to the trace.
-                if let Some(trace) = topology::trace_of(&properties) {
+                if let Some(trace) = broker::trace_of(&properties) {
                     span.record("trace_id", trace.trace_id())
                         .record("parent_id", trace.parent_id())
                         .record("span_id", trace::span_id_hex(trace::new_span_id()));
@@ -238,7 +238,7 @@ fn on_cancel(registry: &Registry, data: &[u8], properties: &lapin::BasicProperti
     match wire::decode_cancel(data) {
         Ok(CancelMessage::V1 { name, attempt }) => {
             let found = registry.cancel(&name, CancelReason::User);
-            match topology::trace_of(properties) {
+            match broker::trace_of(properties) {
                 Some(trace) if found => tracing::info!(
                     operation = %name,
                     attempt,

@@ -41,13 +41,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use lro_common::broker::Broker;
 use lro_common::kinds::{self, KindInfo};
 use lro_common::name::OperationName;
 use lro_common::operation::Progress;
 use lro_common::status::{Code, Status};
 use lro_common::store::Store;
 use lro_common::time::now_millis;
-use lro_common::topology::Broker;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

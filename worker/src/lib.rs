@@ -26,11 +26,11 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lro_common::broker::{AmqpError, Broker, Nodes};
 use lro_common::config::Connections;
 use lro_common::reaper;
 use lro_common::store::{Store, StoreError};
 use lro_common::tls::TlsError;
-use lro_common::topology::{AmqpError, Broker, Topology};
 use session::Session;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -159,9 +159,9 @@ impl Worker {
         let store = Store::connect(&conns.redis_url, &conns.namespace, &tls).await?;
         store.register_kinds(&kinds.infos()).await?;
 
-        let topology = Topology::new(&conns.namespace);
+        let topology = conns.topology();
         let session_config = session::SessionConfig {
-            url: conns.amqp_url.clone(),
+            nodes: Arc::new(Nodes::parse(&conns.amqp_url)?),
             tls: tls.clone(),
             topology: topology.clone(),
             worker_id: id.clone(),

@@ -1,12 +1,16 @@
 //! One connection to RabbitMQ and the worker's two consumers on it. When either consumer fails
 //! (the broker restarted, the network dropped, the broker closed the channel) the worker drops the
-//! session and opens a new one; its running jobs carry on meanwhile under their leases.
+//! session and opens a new one — on the next node of the cluster, when `LRO_AMQP_URL` lists several —
+//! declaring its queues there again; its running jobs carry on meanwhile under their leases.
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use lro_common::tls::ClientTls;
-use lro_common::topology::{self, AmqpError, Topology};
+use std::sync::Arc;
+
+use lro_common::broker::{AmqpError, Nodes};
+use lro_common::topology::Topology;
 
 pub(crate) struct Session {
     connection: Connection,
@@ -17,7 +21,8 @@ pub(crate) struct Session {
 /// What a session is opened with.
 #[derive(Clone)]
 pub(crate) struct SessionConfig {
-    pub(crate) url: String,
+    /// The cluster's nodes: a new session starts after the node of the last one.
+    pub(crate) nodes: Arc<Nodes>,
     pub(crate) tls: ClientTls,
     pub(crate) topology: Topology,
     pub(crate) worker_id: String,
@@ -28,13 +33,13 @@ impl Session {
     /// Connects, declares the topology and the worker's cancel queue, and starts both consumers.
     pub(crate) async fn open(config: &SessionConfig) -> Result<Self, AmqpError> {
         let SessionConfig {
-            url,
+            nodes,
             tls,
             topology,
             worker_id: id,
             concurrency,
         } = config;
-        let connection = topology::connect(url, tls).await?;
+        let connection = nodes.connect(tls).await?;
         let cancel_channel = connection.create_channel().await?;
         topology.declare(&cancel_channel).await?;
         let cancel_queue = topology.declare_worker(&cancel_channel, id).await?;

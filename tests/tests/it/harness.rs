@@ -101,6 +101,7 @@ impl Env {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-worker"));
         command
             .env("LRO_NAMESPACE", &self.sys.namespace)
+            .env("LRO_AMQP_URL", self.sys.connections().amqp_url)
             .env("LRO_WORKER_ID", id)
             .env("LRO_CONCURRENCY", concurrency.to_string())
             // Tests run many workers at once: never the fixed default port.

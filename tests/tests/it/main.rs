@@ -22,6 +22,8 @@ mod openapi;
 mod outages;
 mod proto;
 mod proxy;
+mod queue_type;
+mod rabbit_cluster;
 mod retries;
 mod tls;
 mod trace;

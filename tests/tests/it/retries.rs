@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
+use lro_common::broker::{self, Broker};
 use lro_common::operation::MAX_ATTEMPTS;
 use lro_common::status::Code;
 use lro_common::tls::ClientTls;
-use lro_common::topology::{self, Broker, Topology};
 use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
@@ -99,16 +99,14 @@ async fn a_cancel_during_the_backoff_ends_it_and_it_never_runs_again() {
 async fn messages_no_worker_can_act_on_are_dead_lettered() {
     let env = start(Duration::from_secs(1)).await;
     let conns = env.sys.connections();
-    let topology = Topology::new(&conns.namespace);
+    let topology = conns.topology();
     let tls = ClientTls::system();
     let broker = Broker::connect(&conns.amqp_url, &tls, topology.clone())
         .await
         .expect("broker");
 
     // Garbage on the jobs queue, as a foreign producer might send.
-    let connection = topology::connect(&conns.amqp_url, &tls)
-        .await
-        .expect("amqp");
+    let connection = broker::connect(&conns.amqp_url, &tls).await.expect("amqp");
     let channel = connection.create_channel().await.expect("channel");
     channel
         .basic_publish(

@@ -332,7 +332,7 @@ async fn the_api_and_workers_use_amqps_trusting_the_given_ca() {
     let amqps = format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f");
 
     // Without the CA the broker's certificate is not trusted.
-    let refused = lro_common::topology::connect(&amqps, &ClientTls::system()).await;
+    let refused = lro_common::broker::connect(&amqps, &ClientTls::system()).await;
     let refused = format!("{:?}", refused.expect_err("an untrusted broker is refused"));
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 

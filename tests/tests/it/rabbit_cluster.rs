@@ -1,0 +1,231 @@
+//! A private 3-node RabbitMQ cluster (`deploy/rabbitmq-cluster.sh`) under the api and two workers,
+//! all given the three nodes in `LRO_AMQP_URL`: the node they are connected to — which also leads
+//! the quorum job queue, declared through it — is killed (`kill -9`) under a steady stream of
+//! submits. Every submit comes back within 10 s, every accepted operation ends SUCCEEDED exactly
+//! once, a cancel sent after the failover reaches its running job, and the node rejoins.
+//!
+//! The suite's cancel module also runs against such a cluster (`deploy/test.sh`, second pass).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::harness::{DoneCounter, Env, eventually, name_of, state_of};
+
+/// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
+pub struct RabbitCluster {
+    dir: PathBuf,
+    /// `LRO_AMQP_URL` for it: every node, node 0 first.
+    pub urls: String,
+}
+
+const SCRIPT: &str = "../deploy/rabbitmq-cluster.sh";
+
+impl RabbitCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("lro-rc-{}", uuid::Uuid::now_v7().simple()));
+        let mut cluster = Self {
+            dir,
+            urls: String::new(),
+        };
+        let stdout =
+            crate::harness::run_script(SCRIPT, ["start".as_ref(), cluster.dir.as_os_str()]).await;
+        cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
+        assert_eq!(cluster.urls.split(',').count(), 3, "{stdout}");
+        cluster
+    }
+
+    pub async fn kill(&self, node: usize) {
+        crate::harness::run_script(
+            SCRIPT,
+            ["kill".as_ref(), self.dir.as_os_str(), node_arg(node)],
+        )
+        .await;
+    }
+
+    /// Starts the node again and waits until it runs in the cluster.
+    pub async fn up(&self, node: usize) {
+        crate::harness::run_script(
+            SCRIPT,
+            ["up".as_ref(), self.dir.as_os_str(), node_arg(node)],
+        )
+        .await;
+    }
+}
+
+fn node_arg(node: usize) -> &'static std::ffi::OsStr {
+    ["0", "1", "2"][node].as_ref()
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        let path = format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"));
+        let _ = std::process::Command::new("bash")
+            .arg(path)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// What the stream of submits saw.
+#[derive(Default)]
+struct Stream {
+    accepted: Vec<(Instant, String)>,
+    refused: usize,
+    slowest: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
+    let cluster = RabbitCluster::start().await;
+    let urls = cluster.urls.clone();
+    let mut env = Env::start_with(|c| c.connections.amqp_url = urls.clone()).await;
+    let counter = DoneCounter::subscribe(&env).await;
+    for _ in 0..2 {
+        env.worker_with(lro_worker::Kinds::builtin(), |c| {
+            c.connections.amqp_url = urls.clone();
+            c.concurrency = 8;
+        })
+        .await;
+    }
+
+    // Short jobs, two submits at a time; a refused submit (503) is retried with its request id,
+    // as a client of a 503 should.
+    let stream = Arc::new(Mutex::new(Stream::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitters: Vec<_> = (0..2)
+        .map(|lane| {
+            let (api, stream, stop) = (env.api.clone(), stream.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = json!({
+                        "kind": "sleep",
+                        "input": { "duration": "0.05s", "steps": 1 },
+                        "requestId": format!("lane{lane}-{i}"),
+                    });
+                    loop {
+                        let asked = Instant::now();
+                        let reply = api.submit_with("", body.clone()).await;
+                        let took = asked.elapsed();
+                        let mut s = stream.lock().await;
+                        s.slowest = s.slowest.max(took);
+                        match reply.status {
+                            200 => {
+                                s.accepted.push((Instant::now(), name_of(&reply.body)));
+                                break;
+                            }
+                            503 => reply.error(503, "UNAVAILABLE"),
+                            _ => panic!("unexpected answer: {reply:?}"),
+                        }
+                        s.refused += 1;
+                        drop(s);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let accepted_since = |at: Instant| {
+        let stream = stream.clone();
+        async move {
+            let s = stream.lock().await;
+            s.accepted.iter().filter(|(when, _)| *when > at).count()
+        }
+    };
+
+    let started = Instant::now();
+    eventually("the stream flows", || async {
+        (accepted_since(started).await >= 20).then_some(())
+    })
+    .await;
+    cluster.kill(0).await;
+    let killed = Instant::now();
+    let first_after = eventually("submits accepted after the node was lost", || async {
+        let s = stream.lock().await;
+        s.accepted
+            .iter()
+            .find(|(when, _)| *when > killed)
+            .map(|(when, _)| *when)
+    })
+    .await;
+    eventually("the stream flows again", || async {
+        (accepted_since(killed).await >= 20).then_some(())
+    })
+    .await;
+
+    // A cancel sent after the failover reaches its running job on the new node — well before the
+    // lease renewal would have read it from Redis.
+    let long = name_of(
+        &env.api
+            .submit("", "sleep", json!({ "duration": "1h", "steps": 3600 }))
+            .await,
+    );
+    env.api.running(&long).await;
+    let asked = Instant::now();
+    env.api.cancel(&long).await.ok();
+    let cancelled = env.api.done(&long).await;
+    let cancel_took = asked.elapsed();
+    assert_eq!(state_of(&cancelled), "CANCELLED", "{cancelled}");
+    assert!(
+        cancel_took < Duration::from_secs(3),
+        "cancel took {cancel_took:?}"
+    );
+
+    cluster.up(0).await;
+    stop.store(true, Ordering::Relaxed);
+    for submitter in submitters {
+        submitter.await.expect("submitter");
+    }
+
+    let s = stream.lock().await;
+    for (_, name) in &s.accepted {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+    }
+    assert_eq!(
+        env.api.list_all("operations", "").await.len(),
+        s.accepted.len() + 1,
+        "unexpected operations exist"
+    );
+    let counts = counter.counts().await;
+    for (_, name) in &s.accepted {
+        assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
+    }
+    assert!(
+        s.slowest <= Duration::from_secs(10),
+        "a submit took {:?}",
+        s.slowest
+    );
+    eprintln!(
+        "rabbitmq node lost: {} accepted, {} refused (503), slowest submit {:?}, first accepted \
+         {:?} after the kill, cancel after failover {cancel_took:?}, 0 lost, each done once",
+        s.accepted.len(),
+        s.refused,
+        s.slowest,
+        first_after - killed,
+    );
+}
+
+#[tokio::test]
+async fn a_node_list_whose_first_node_is_down_connects_to_the_next() {
+    let dead = format!("127.0.0.1:{}", crate::broker::free_port());
+    let urls = format!(
+        "amqp://guest:guest@{dead}/%2f, {}",
+        lro_tests::connections_for("unused").amqp_url
+    );
+    let mut env = Env::start_with(|c| c.connections.amqp_url = urls.clone()).await;
+    env.worker_with(lro_worker::Kinds::builtin(), |c| {
+        c.connections.amqp_url = urls.clone();
+    })
+    .await;
+    let name = name_of(&env.api.submit("", "noop", json!({})).await);
+    assert_eq!(state_of(&env.api.done(&name).await), "SUCCEEDED");
+}
