@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# A private Redis Cluster on loopback — 3 masters, each with a replica — for trying lro on a
+# cluster and for the tests' fault runs. It never touches the machine's own Redis: its nodes have
+# their own ports and directories, and are stopped by the PIDs this script started.
+#
+#   deploy/redis-cluster.sh start DIR   start 6 nodes in DIR, create the cluster, wait for
+#                                       cluster_state:ok; prints the LRO_REDIS_URL list (also in
+#                                       DIR/urls), masters first
+#   deploy/redis-cluster.sh kill DIR N  kill -9 node N (0-based; 0-2 start as masters)
+#   deploy/redis-cluster.sh up DIR N    start node N again (it rejoins, as a replica if its
+#                                       replica was promoted meanwhile)
+#   deploy/redis-cluster.sh stop DIR    stop every node, remove DIR
+#
+# A short cluster-node-timeout (2 s): a lost master's replica takes over in about 4-5 s.
+set -euo pipefail
+
+NODES=6
+die() { echo "redis-cluster: $*" >&2; exit 1; }
+
+start_node() {
+  local n=$1 port
+  port=$(cat "$DIR/n$n/port")
+  # --daemonize no and setsid: the PID recorded is the server's own.
+  setsid redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$DIR/n$n/nodes.conf" --cluster-node-timeout 2000 \
+    --dir "$DIR/n$n" --save "" --appendonly no --daemonize no \
+    --logfile "$DIR/n$n/redis.log" </dev/null >/dev/null 2>&1 &
+  echo $! >"$DIR/n$n/pid"
+}
+
+await_ping() {
+  local port
+  port=$(cat "$DIR/n$1/port")
+  for _ in $(seq 1 100); do
+    [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && return 0
+    sleep 0.1
+  done
+  die "node $1 did not start: see $DIR/n$1/redis.log"
+}
+
+cmd=${1:-}
+DIR=${2:-}
+[[ -n $cmd && -n $DIR ]] || die "usage: $0 start|kill|up|stop DIR [N]"
+
+case $cmd in
+start)
+  command -v redis-server >/dev/null || die "redis-server is not installed (run deploy/services.sh)"
+  [[ ! -e $DIR/urls ]] || die "$DIR already holds a cluster"
+  mkdir -p "$DIR"
+  DIR=$(cd "$DIR" && pwd)
+  # Free ports whose cluster bus port (+10000) is free too.
+  read -r -a ports < <(python3 - "$NODES" <<'EOF'
+import socket, sys
+held, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    if port + 10000 > 65535:
+        s.close()
+        continue
+    bus = socket.socket()
+    try:
+        bus.bind(("127.0.0.1", port + 10000))
+    except OSError:
+        s.close()
+        continue
+    held += [s, bus]
+    ports.append(port)
+print(" ".join(map(str, ports)))
+EOF
+  )
+  addrs=()
+  for ((n = 0; n < NODES; n++)); do
+    mkdir -p "$DIR/n$n"
+    echo "${ports[n]}" >"$DIR/n$n/port"
+    start_node "$n"
+    addrs+=("127.0.0.1:${ports[n]}")
+  done
+  for ((n = 0; n < NODES; n++)); do await_ping "$n"; done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.out" 2>&1 ||
+    die "the cluster was not created: see $DIR/create.out"
+  for _ in $(seq 1 200); do
+    # Ready when the state is ok and every node knows the roles `create` gave: 3 masters, each
+    # with its replica (gossip takes a moment after the slots are assigned).
+    roles=$(redis-cli -p "${ports[0]}" cluster nodes 2>/dev/null | grep -c ' slave ' || true)
+    if ((roles == NODES / 2)) &&
+      redis-cli -p "${ports[0]}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
+      urls=()
+      for a in "${addrs[@]}"; do urls+=("redis://$a"); done
+      (IFS=,; echo "${urls[*]}") >"$DIR/urls"
+      cat "$DIR/urls"
+      exit 0
+    fi
+    sleep 0.1
+  done
+  die "the cluster did not reach cluster_state:ok: see $DIR"
+  ;;
+kill)
+  n=${3:?node number}
+  if [[ -f $DIR/n$n/pid ]]; then
+    kill -s KILL "$(cat "$DIR/n$n/pid")" 2>/dev/null || true
+    rm -f "$DIR/n$n/pid"
+  fi
+  ;;
+up)
+  n=${3:?node number}
+  start_node "$n"
+  await_ping "$n"
+  ;;
+stop)
+  [[ -d $DIR ]] || exit 0
+  for pid in "$DIR"/n*/pid; do
+    [[ -f $pid ]] && kill -s KILL "$(cat "$pid")" 2>/dev/null || true
+  done
+  rm -rf "$DIR"
+  ;;
+*)
+  die "unknown command $cmd"
+  ;;
+esac
