@@ -15,6 +15,7 @@ pub struct Procs {
     pub addr: SocketAddr,
     api: Child,
     workers: Vec<Child>,
+    connections: lro_common::config::Connections,
 }
 
 impl Procs {
@@ -31,24 +32,39 @@ impl Procs {
         concurrency: usize,
         api_vars: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_on(prefix, workers, concurrency, api_vars, &[]).await
+    }
+
+    /// [`Procs::start_with`], with `shared` variables for every process (e.g. `LRO_AMQP_URL`,
+    /// `LRO_QUEUE_TYPE`).
+    pub async fn start_on(
+        prefix: &str,
+        workers: usize,
+        concurrency: usize,
+        api_vars: &[(&str, String)],
+        shared: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let namespace = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
+        let mut connections = lro_common::config::Connections::local(&namespace);
+        if let Some((_, urls)) = shared.iter().find(|(k, _)| *k == "LRO_AMQP_URL") {
+            connections.amqp_url = urls.clone();
+        }
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut vars = vec![
             ("LRO_HTTP_ADDR", addr.to_string()),
             ("LRO_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ];
         vars.extend(api_vars.iter().cloned());
+        vars.extend(shared.iter().cloned());
         let api = spawn("lro-api", &namespace, &vars)?;
         let mut children = Vec::new();
         for i in 0..workers {
-            children.push(spawn(
-                "lro-worker",
-                &namespace,
-                &[
-                    ("LRO_CONCURRENCY", concurrency.to_string()),
-                    ("LRO_WORKER_ID", format!("bench-w{i}")),
-                ],
-            )?);
+            let mut vars = vec![
+                ("LRO_CONCURRENCY", concurrency.to_string()),
+                ("LRO_WORKER_ID", format!("bench-w{i}")),
+            ];
+            vars.extend(shared.iter().cloned());
+            children.push(spawn("lro-worker", &namespace, &vars)?);
         }
         let until = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -62,6 +78,7 @@ impl Procs {
             addr,
             api,
             workers: children,
+            connections,
         })
     }
 
@@ -89,8 +106,7 @@ impl Procs {
         {
             let _ = child.kill().await;
         }
-        let connections = lro_common::config::Connections::local(&self.namespace);
-        if let Err(e) = crate::remove_namespace(&connections).await {
+        if let Err(e) = crate::remove_namespace(&self.connections).await {
             eprintln!("namespace {} not fully removed: {e}", self.namespace);
         }
     }

@@ -23,6 +23,8 @@
 //!   code in a tight loop), as a share of an operation's CPU: the whole system's (from
 //!   `BENCHMARKS.md`) and the api's and workers' own, measured here over `--ops` `noop`s
 //!   (`metrics.rs`);
+//! - `queues`: the quorum job queue beside the classic one, on the shared broker and on a private
+//!   3-node cluster: end-to-end throughput and cancel latency, rounds interleaved (`queues.rs`);
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
 //!   each beside lro's figure from this run.
@@ -48,16 +50,17 @@ use serde_json::{Value, json};
 
 mod batch;
 mod metrics;
+mod queues;
 
 #[derive(Parser)]
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, batch, metrics, celery.
+    /// scale, batch, metrics, queues, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,celery"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,celery"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -90,6 +93,15 @@ struct Args {
     /// Records per timed round of the metrics scenario's micro-benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     metrics_records: usize,
+    /// Rounds of the queues scenario (each runs every broker and queue type once).
+    #[arg(long, default_value_t = 3)]
+    queue_rounds: usize,
+    /// Operations submitted per configuration and round in the queues scenario.
+    #[arg(long, default_value_t = 5_000)]
+    queue_ops: usize,
+    /// Running jobs cancelled per configuration and round in the queues scenario.
+    #[arg(long, default_value_t = 200)]
+    queue_cancels: usize,
     /// Seconds each side of the reads scenario runs.
     #[arg(long, default_value_t = 5)]
     read_secs: u64,
@@ -245,6 +257,9 @@ async fn main() -> anyhow::Result<()> {
     if run("metrics") {
         rows.extend(metrics::metrics(&args).await?);
     }
+    if run("queues") {
+        rows.extend(queues::queues(&args).await?);
+    }
     if run("celery") {
         rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
     }
@@ -352,6 +367,15 @@ struct Cancels {
 
 /// `n` jobs running on `workers` in-process workers, each cancelled over HTTP in turn.
 async fn cancel_latency(n: usize, workers: usize) -> anyhow::Result<Cancels> {
+    cancel_latency_on(n, workers, |_| {}).await
+}
+
+/// [`cancel_latency`] on the connections `configure` sets (another broker, queue type).
+async fn cancel_latency_on(
+    n: usize,
+    workers: usize,
+    configure: impl FnOnce(&mut lro_common::config::Connections),
+) -> anyhow::Result<Cancels> {
     let observed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = observed.clone();
     let kinds = Kinds::builtin().kind("bench-wait", move |_input, ctx| {
@@ -364,7 +388,7 @@ async fn cancel_latency(n: usize, workers: usize) -> anyhow::Result<Cancels> {
             Err(JobError::Cancelled)
         }
     });
-    let mut system = System::start("bench").await?;
+    let mut system = System::start_with("bench", |c| configure(&mut c.connections)).await?;
     let concurrency = u16::try_from(n.div_ceil(workers) + 1).unwrap_or(u16::MAX);
     for _ in 0..workers {
         system.add_worker(kinds.clone(), concurrency).await?;
@@ -427,7 +451,16 @@ async fn state(http: &reqwest::Client, system: &System, name: &str) -> anyhow::R
 /// the end-to-end rate (until every one is announced done), beside Redis writes per second at the
 /// same concurrency.
 async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let procs = Procs::start("bench", args.workers, 256).await?;
+    throughput_on(args, args.ops, &[]).await
+}
+
+/// [`throughput`] of `ops` operations, every process given the `shared` variables.
+async fn throughput_on(
+    args: &Args,
+    ops: usize,
+    shared: &[(&str, String)],
+) -> anyhow::Result<Vec<Row>> {
+    let procs = Procs::start_on("bench", args.workers, 256, &[], shared).await?;
     let redis_url = "redis://127.0.0.1:6379";
     let client = redis::Client::open(redis_url)?;
     let mut pubsub = client.get_async_pubsub().await?;
@@ -444,7 +477,7 @@ async fn throughput(args: &Args) -> anyhow::Result<Vec<Row>> {
     let started = Instant::now();
     let mut pending: HashSet<String> = HashSet::new();
     let mut stream = pubsub.on_message();
-    let submitted = submit_many(&http, &url, &noop, args.ops, args.clients);
+    let submitted = submit_many(&http, &url, &noop, ops, args.clients);
     tokio::pin!(submitted);
     let mut done_early = Vec::new();
     // Count completions while submitting, so the channel never backs up.
