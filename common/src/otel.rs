@@ -2,7 +2,9 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: spans go over OTLP/HTTP protobuf, batched on
 //! tokio, as `OTEL_SERVICE_NAME` (default `lro-api` / `lro-worker`). The standard `OTEL_*`
 //! variables the SDK reads (`OTEL_EXPORTER_OTLP_HEADERS`, `…_TIMEOUT`, `OTEL_BSP_*`,
-//! `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES`) apply; `OTEL_SDK_DISABLED=true` turns it off.
+//! `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES`) apply; `OTEL_SDK_DISABLED=true` or
+//! `OTEL_TRACES_EXPORTER=none` turns it off, and a setting that could never work (gRPC, https)
+//! turns it off with one line on stderr.
 //!
 //! Only `lro*` spans at info and above are exported (the api's `submit` and `cancel` request
 //! spans, the worker's `job` span, and their events), so the exporter's own HTTP client is never
@@ -76,13 +78,41 @@ impl Telemetry {
     }
 }
 
-/// Whether `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` asks for export
-/// (and `OTEL_SDK_DISABLED` is not `true`).
+/// Whether the process's environment asks for export: see [`wanted_by`].
 pub fn wanted() -> bool {
-    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    let disabled =
-        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) && !disabled
+    wanted_by(env)
+}
+
+/// Whether `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, as `var`
+/// reads them, and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says no.
+fn wanted_by(var: impl Fn(&str) -> Option<String>) -> bool {
+    let is = |name: &str, value: &str| var(name).is_some_and(|v| v.eq_ignore_ascii_case(value));
+    (var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
+        && !is("OTEL_SDK_DISABLED", "true")
+        && !is("OTEL_TRACES_EXPORTER", "none")
+}
+
+/// Why the settings `var` reads ask for what is not built in (so nothing could ever be sent):
+/// a protocol other than `http/protobuf`, or an `https` endpoint (no TLS client).
+fn unsupported(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .filter(|p| p != "http/protobuf");
+    if let Some(p) = protocol {
+        return Some(format!(
+            "protocol {p:?} is not built in, only http/protobuf"
+        ));
+    }
+    let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .filter(|e| e.trim().to_ascii_lowercase().starts_with("https:"));
+    endpoint.map(|e| format!("{e:?}: https is not built in (no TLS); use an http endpoint"))
+}
+
+/// A variable of the process's environment, unset when empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The exporting layer and its provider, for [`crate::logging::init`]; `None` (with one line on
@@ -98,6 +128,10 @@ where
         eprintln!("{default_service}: otlp export off: no async runtime yet");
         return None;
     }
+    if let Some(why) = unsupported(env) {
+        eprintln!("{default_service}: otlp export off: {why}");
+        return None;
+    }
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
@@ -109,10 +143,7 @@ where
         }
     };
     let processor = BatchSpanProcessor::builder(Quiet::new(exporter), runtime::Tokio).build();
-    let service = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default_service.to_owned());
+    let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_resource(Resource::builder().with_service_name(service).build())
@@ -240,6 +271,42 @@ impl<E: SpanExporter> SpanExporter for Quiet<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(set: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| set.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn an_endpoint_turns_export_on_unless_something_says_no() {
+        assert!(!wanted_by(vars(&[])));
+        assert!(!wanted_by(vars(&[("OTEL_SERVICE_NAME", "x")])));
+        let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(wanted_by(vars(&[on])));
+        let traces = (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://c:4318/v1/traces",
+        );
+        assert!(wanted_by(vars(&[traces])));
+        assert!(!wanted_by(vars(&[on, ("OTEL_SDK_DISABLED", "TRUE")])));
+        assert!(!wanted_by(vars(&[on, ("OTEL_TRACES_EXPORTER", "none")])));
+        assert!(wanted_by(vars(&[on, ("OTEL_SDK_DISABLED", "false")])));
+    }
+
+    #[test]
+    fn what_is_not_built_in_is_named() {
+        let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert_eq!(unsupported(vars(&[on])), None);
+        let proto = ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        assert_eq!(unsupported(vars(&[on, proto])), None);
+        let grpc = ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+        assert!(unsupported(vars(&[on, grpc])).unwrap().contains("grpc"));
+        let tls = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "HTTPS://c/v1/traces");
+        assert!(unsupported(vars(&[on, tls])).unwrap().contains("https"));
+    }
 
     #[test]
     fn without_export_nothing_is_made_up() {
