@@ -80,6 +80,7 @@ pub fn main(kinds: Kinds) {
     }
 }
 
+/// Runs a worker with `kinds` until SIGINT/SIGTERM and its drain are over.
 async fn run(config: WorkerConfig, kinds: Kinds) -> Result<(), crate::WorkerError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
