@@ -70,8 +70,10 @@ struct Args {
 #[tokio::main]
 pub async fn main() {
     let args = Args::parse();
-    lro_common::logging::init(args.log_format);
-    if let Err(e) = run(args).await {
+    let telemetry = lro_common::logging::init(args.log_format, "lro-api");
+    let result = run(args).await;
+    telemetry.shutdown().await;
+    if let Err(e) = result {
         eprintln!("lro-api: {e:#}");
         std::process::exit(1);
     }

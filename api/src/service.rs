@@ -3,7 +3,10 @@
 //!
 //! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
 //! and rate-limits) and authorizes it before it reads anything. Submits, cancels, batch cancels
-//! and deletes are written to the audit log (target [`AUDIT_TARGET`]) with their outcome.
+//! and deletes are written to the audit log (target [`AUDIT_TARGET`]) with their outcome. A submit
+//! and a cancel each run in a span (`submit`, `cancel`) that continues the caller's trace when
+//! spans are exported ([`lro_common::otel`]); what goes on to the worker is then that span's
+//! position in the trace.
 
 use std::time::Duration;
 
@@ -12,12 +15,15 @@ use lro_common::cancel;
 use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
+use lro_common::otel;
 use lro_common::reaper;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
 use lro_common::time::now_millis;
 use lro_common::trace::TraceContext;
 use serde_json::Value;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
@@ -114,9 +120,16 @@ impl Service {
         who
     }
 
-    pub async fn submit(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
+    pub async fn submit(&self, who: &Principal, mut req: Submit) -> Result<Operation, ApiError> {
         let collection = crate::route::collection(&req.parent);
-        let result = self.submit_as(who, req).await;
+        let span = tracing::info_span!("submit", kind = %req.kind, operation = Empty);
+        if let Some(own) = otel::continue_trace(&span, req.trace.as_ref()) {
+            req.trace = Some(own);
+        }
+        let result = self.submit_as(who, req).instrument(span.clone()).await;
+        if let Ok(op) = &result {
+            span.record("operation", op.name.as_str());
+        }
         let target = result
             .as_ref()
             .map_or(collection.as_str(), |op| op.name.as_str());
@@ -384,14 +397,20 @@ impl Service {
 
     /// Records the cancel in Redis first, then tells the worker running it. A lost message delays
     /// the cancel (the worker re-checks Redis) but never loses it, so a failed publish still
-    /// answers OK. The cancel message carries the caller's `trace`, for the worker's log.
+    /// answers OK. The cancel message carries the caller's `trace` (continued by this request's
+    /// span when spans are exported), for the worker's log.
     pub async fn cancel(
         &self,
         who: &Principal,
         name: &OperationName,
         trace: Option<TraceContext>,
     ) -> Result<(), ApiError> {
-        let result = self.cancel_as(who, name, trace.as_ref()).await;
+        let span = tracing::info_span!("cancel", operation = %name);
+        let trace = otel::continue_trace(&span, trace.as_ref()).or(trace);
+        let result = self
+            .cancel_as(who, name, trace.as_ref())
+            .instrument(span)
+            .await;
         let outcome = match &result {
             Ok(CancelEffect::Requested { .. }) => Some(CancelOutcome::Cancelling),
             Ok(CancelEffect::CancelledWhileQueued) => Some(CancelOutcome::Cancelled),

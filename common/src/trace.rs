@@ -3,7 +3,9 @@
 //!
 //! Pure: parse and format, no I/O. A header that does not parse is ignored, never an error (the
 //! spec's rule: a bad `traceparent` means "no trace", and the request goes on). It does not
-//! export spans anywhere (no OTLP); the ids only travel and are logged.
+//! export spans: with OTLP export on, [`crate::otel`] turns these ids into the OpenTelemetry
+//! parent of the api's request span and of the worker's job span (and the span's own ids back
+//! into what travels on); with it off, the ids only travel and are logged.
 
 use std::fmt::Write as _;
 
@@ -57,6 +59,17 @@ impl TraceContext {
         })
     }
 
+    /// The position of a span of our own, `span_id` in trace `trace_id` (OTLP export's ids);
+    /// `None` for an all-zero id.
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Option<Self> {
+        (trace_id != [0; 16] && span_id != [0; 8]).then_some(Self {
+            trace_id,
+            parent_id: span_id,
+            flags: u8::from(sampled),
+            state: None,
+        })
+    }
+
     /// Parses `traceparent` and attaches `tracestate` (kept only if it is printable ASCII of at
     /// most 512 characters; it is never interpreted).
     pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<Self> {
@@ -90,6 +103,16 @@ impl TraceContext {
     /// The parent span's id, 16 lowercase hex digits.
     pub fn parent_id(&self) -> String {
         hex(&self.parent_id)
+    }
+
+    /// The trace id and the parent span's id as bytes (for OTLP export).
+    pub fn ids(&self) -> ([u8; 16], [u8; 8]) {
+        (self.trace_id, self.parent_id)
+    }
+
+    /// The trace flags, all eight bits (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
     }
 
     /// Whether the caller sampled the trace (flag bit 0).
@@ -247,5 +270,16 @@ mod tests {
         assert_eq!(child.trace_id(), t.trace_id());
         assert_eq!(child.parent_id(), span_id_hex(id));
         assert_eq!(t.child([0; 8]), None);
+    }
+
+    #[test]
+    fn a_span_of_our_own_is_a_position_in_its_trace() {
+        let t = TraceContext::parse(VALID).unwrap();
+        let (trace_id, parent_id) = t.ids();
+        let own = TraceContext::new(trace_id, parent_id, true).unwrap();
+        assert_eq!(own.traceparent(), VALID);
+        assert_eq!(own.flags(), 1);
+        assert_eq!(TraceContext::new([0; 16], parent_id, true), None);
+        assert_eq!(TraceContext::new(trace_id, [0; 8], false), None);
     }
 }

@@ -50,7 +50,7 @@ struct Args {
 /// process non-zero with one clear line if it cannot start or fails.
 pub fn main(kinds: Kinds) {
     let args = Args::parse();
-    lro_common::logging::init(args.log_format);
+    let log_format = args.log_format;
     let config = WorkerConfig {
         worker_id: args.worker_id.unwrap_or_else(crate::new_worker_id),
         concurrency: args.concurrency,
@@ -69,16 +69,24 @@ pub fn main(kinds: Kinds) {
         }
     };
     let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
-        let worker = Worker::start(config, kinds, shutdown).await?;
-        if let Some(admin) = worker.admin_addr() {
-            tracing::info!("lro-worker admin (health, metrics) on http://{admin}");
-        }
-        worker.wait().await
+        let telemetry = lro_common::logging::init(log_format, "lro-worker");
+        let result = run(config, kinds).await;
+        telemetry.shutdown().await;
+        result
     });
     if let Err(e) = result {
         eprintln!("lro-worker: {e}");
         std::process::exit(1);
     }
+}
+
+/// Runs a worker with `kinds` until SIGINT/SIGTERM and its drain are over.
+async fn run(config: WorkerConfig, kinds: Kinds) -> Result<(), crate::WorkerError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(lro_common::signal::shutdown_on_signal(shutdown.clone()));
+    let worker = Worker::start(config, kinds, shutdown).await?;
+    if let Some(admin) = worker.admin_addr() {
+        tracing::info!("lro-worker admin (health, metrics) on http://{admin}");
+    }
+    worker.wait().await
 }

@@ -28,8 +28,8 @@ use lro_common::reaper;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch, WatchEffect};
 use lro_common::time::{Millis, now_millis};
-use lro_common::trace;
 use lro_common::wire::{self, CancelMessage, JobMessage};
+use lro_common::{otel, trace};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -177,11 +177,15 @@ pub(crate) async fn run(
                     span_id = tracing::field::Empty
                 );
                 // The submit's trace (W3C `traceparent` header), continued by a span of our own
-                // whose id is logged, so what the job's logs say can be joined to the trace.
+                // whose id is logged, so what the job's logs say can be joined to the trace (with
+                // OTLP export on, the exported job span is that span).
                 if let Some(trace) = broker::trace_of(&properties) {
                     span.record("trace_id", trace.trace_id())
                         .record("parent_id", trace.parent_id())
-                        .record("span_id", trace::span_id_hex(trace::new_span_id()));
+                        .record(
+                            "span_id",
+                            trace::span_id_hex(otel::span_id_in(&span, &trace)),
+                        );
                 }
                 drop(properties);
                 let job = handle(shared.clone(), data, acker, shutdown.clone());

@@ -1,7 +1,7 @@
 //! What an operator sees of authentication from the real `lro-api` binary: the audit log (one
 //! JSON line per submit, cancel and delete, refusals included) and the refusal to listen beyond
 //! loopback with authentication off. Also the helpers that run the binary and read its log,
-//! shared with the batch and trace tests.
+//! shared with the batch, trace and OTLP tests.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -44,6 +44,27 @@ pub fn api_process(
     (child, rx)
 }
 
+/// The addresses the `listening on` line of the api process whose log is `lines` names: a client
+/// of its REST address, and its gRPC base URL.
+pub async fn api_listening(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> (Api, String) {
+    let listening = line_where(lines, |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening on http://"))
+    })
+    .await;
+    let mut urls = listening["message"]
+        .as_str()
+        .expect("message")
+        .split_whitespace()
+        .filter(|w| w.starts_with("http://"));
+    let (rest, grpc) = (urls.next(), urls.next());
+    let (rest, grpc) = rest.zip(grpc).expect("REST and gRPC addresses");
+    (Api::at(rest), grpc.to_owned())
+}
+
 /// The next log line (a JSON object) from `lines` that satisfies `pred`, within [`DEADLINE`].
 pub async fn line_where(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -75,22 +96,9 @@ async fn submits_cancels_and_deletes_are_audited_with_their_outcome() {
             dir.join("secret").display().to_string(),
         )],
     );
-    let listening = line_where(&mut lines, |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("listening on http://"))
-    })
-    .await;
-    let addr = listening["message"]
-        .as_str()
-        .expect("message")
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address");
+    let (api, _) = api_listening(&mut lines).await;
     let token =
         |sub: &str, scope: &str| hs256(&json!({"sub": sub, "scope": scope, "exp": now() + 600}));
-    let api = Api::at(&format!("http://{addr}"));
     let alice = api.bearer(&token("alice", "lro.admin"));
     let op = alice
         .submit("projects/a", "sleep", json!({"duration": "60s"}))

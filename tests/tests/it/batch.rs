@@ -10,7 +10,7 @@ use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds};
 use serde_json::{Value, json};
 
-use crate::audit::{api_process, line_where};
+use crate::audit::{api_listening, api_process, line_where};
 use crate::auth::{Creds, claims, hs256};
 use crate::harness::{Api, Env, Probe, eventually, name_of, state_of, store};
 
@@ -420,18 +420,7 @@ async fn a_batch_cancel_is_audited_with_its_outcome() {
     let env = Env::start().await;
     let secret = creds.dir.join("secret").display().to_string();
     let (_api, mut lines) = api_process(&env, &[("LRO_AUTH_HS256_SECRET_FILE", secret)]);
-    let listening = line_where(&mut lines, |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("listening on http://"))
-    })
-    .await;
-    let addr = listening["message"]
-        .as_str()
-        .and_then(|m| m.split("http://").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address");
-    let api = Api::at(&format!("http://{addr}"));
+    let (api, _) = api_listening(&mut lines).await;
     let token = |sub: &str, scope: &str| {
         let mut c = claims(sub, scope);
         c.as_object_mut().expect("claims").remove("iss");

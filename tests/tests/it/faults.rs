@@ -15,7 +15,7 @@ use crate::harness::{
 };
 
 /// Sends `signal` (e.g. "STOP") to a child process.
-fn signal(child: &tokio::process::Child, signal: &str) {
+pub fn signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().expect("child running").to_string();
     // Always `kill -s SIG -- PID`: procps-ng 4.0 misreads other forms (`kill -KILL -PGID` can
     // become a kill of every process).

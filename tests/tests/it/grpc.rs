@@ -29,7 +29,12 @@ pub struct Grpc {
 
 impl Grpc {
     pub async fn connect(env: &Env) -> Self {
-        let channel = Channel::from_shared(format!("http://{}", env.sys.grpc_addr))
+        Self::at(&format!("http://{}", env.sys.grpc_addr)).await
+    }
+
+    /// The clients of the api at `base` (`http://host:port`).
+    pub async fn at(base: &str) -> Self {
+        let channel = Channel::from_shared(base.to_owned())
             .expect("uri")
             .connect()
             .await

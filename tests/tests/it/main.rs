@@ -19,6 +19,7 @@ mod kinds;
 mod lifecycle;
 mod list;
 mod openapi;
+mod otlp;
 mod outages;
 mod proto;
 mod proxy;
