@@ -1,6 +1,7 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
 //! [`operation`], [`kinds`], [`filter`], [`trace`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
-//! [`topology`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
+//! [`topology`] for RabbitMQ) → [`publish`] (guarded publishing: a queued operation reaches the
+//! queue even if its process dies), [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
 //! `:cancel` and a batch make it), [`config`], [`logging`] and [`tls`] (what outbound TLS trusts); [`admin`] and
 //! [`metrics`] (health and metrics, the admin listener). The domain layer does no I/O and imports
 //! no client crate; the adapters depend on it, never the reverse.
@@ -14,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod name;
 pub mod operation;
+pub mod publish;
 pub mod reaper;
 pub mod signal;
 pub mod status;

@@ -23,7 +23,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
 use lro_common::operation::{Operation, Phase, Refused, Retried, Started, Terminal};
-use lro_common::reaper;
+use lro_common::publish;
 use lro_common::status::{Code, Status};
 use lro_common::store::{Store, StoreError, Watch, WatchEffect};
 use lro_common::time::{Millis, now_millis};
@@ -638,7 +638,7 @@ async fn retry(
         .saturating_mul(1 << attempt.saturating_sub(1).min(16))
         .min(MAX_RETRY_BACKOFF);
     let at = now + Millis::try_from(backoff.as_millis()).unwrap_or(Millis::MAX / 2);
-    reaper::guard_retry(&shared.store, name, at).await?;
+    publish::guard_retry(&shared.store, name, at).await?;
     let (_, retried) = shared
         .store
         .update(name, |op| op.retry(attempt, status.clone(), now, at))
@@ -655,7 +655,7 @@ async fn hand_back(
     attempt: u32,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let guarded_at = reaper::guard_publish(&shared.store, name).await?;
+    let guarded_at = publish::guard_publish(&shared.store, name).await?;
     let (op, ()) = shared
         .store
         .update(name, |op| op.hand_back(attempt, now))
@@ -663,7 +663,7 @@ async fn hand_back(
     if matches!(op.phase, Phase::Queued) {
         // A failed publish is repaired by the reaper through the guard.
         if let Err(e) =
-            reaper::publish(&shared.store, &shared.publisher, name, guarded_at, None).await
+            publish::publish(&shared.store, &shared.publisher, name, guarded_at, None).await
         {
             tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
         }
