@@ -21,6 +21,7 @@ mod consumer;
 pub mod job;
 mod metrics;
 pub mod registry;
+mod renew;
 mod session;
 
 use std::sync::Arc;
@@ -194,7 +195,7 @@ impl Worker {
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
-        tokio::spawn(consumer::renew_leases(shared.clone(), settled.clone()));
+        tokio::spawn(renew::renew_leases(shared.clone(), settled.clone()));
         let tick = (config.lease / 4).min(Duration::from_secs(1));
         if let Some(listener) = admin {
             let readiness = lro_common::admin::Readiness::new(
