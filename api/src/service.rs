@@ -1,5 +1,7 @@
-//! The operations service: one function per method of google.longrunning.Operations plus job
-//! submission, independent of transport (REST and gRPC both call these).
+//! The operations service: one function per method of `google.longrunning.Operations` (get,
+//! list, delete, cancel, wait) and of `lro.v1.Jobs` (submit, batch cancel, list kinds),
+//! independent of transport: the REST routes (`http.rs`) and the gRPC services (`grpc.rs`) both
+//! call these, so validation, codes and reasons live here, never in a transport.
 //!
 //! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
 //! and rate-limits) and authorizes it before it reads anything. Submits, cancels, batch cancels

@@ -125,7 +125,8 @@ pub struct Worker {
 
 impl Worker {
     /// Connects, declares the topology, registers the kinds and starts consuming. Returns once the
-    /// worker is consuming; it runs until `shutdown` fires or the broker goes away.
+    /// worker is consuming; it runs until `shutdown` fires and every job has settled (see
+    /// [`Worker::wait`]). Losing the broker does not stop it: it reconnects while its jobs run on.
     pub async fn start(
         config: WorkerConfig,
         kinds: Kinds,

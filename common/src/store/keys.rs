@@ -12,8 +12,8 @@
 //!
 //! `{…}` is a Redis Cluster hash tag: one parent's record, index and request-id keys share a slot
 //! (the root parent's tag is `-`). The kinds hash and the watch lists carry no tag, so they are in
-//! slots of their own, and the scripts that write a record together with a watch-list entry touch
-//! two slots: fine on one Redis, not on a cluster (issue 11). This module only names keys; it
+//! slots of their own, and the scripts that write a record together with watch-list entries touch
+//! more than one slot: fine on one Redis, not on a cluster (issue 11). This module only names keys; it
 //! reads and writes nothing.
 
 use super::watch::Watch;

@@ -1,14 +1,16 @@
-//! The Redis store: the single source of truth for every operation, and the only code that reads
-//! or writes Redis keys.
+//! The Redis store: the single source of truth for every operation, and the only code of the api
+//! and the worker that reads or writes Redis keys (the api's `:wait` follower only subscribes, to
+//! the channel named here, through [`Store::client`]).
 //!
 //! Every change is read → pure transition ([`crate::operation`]) → one script that writes only if
-//! the version is unchanged ([`scripts`]); a lost race re-reads and re-applies. A script that
+//! the version is unchanged (`scripts.rs`); a lost race re-reads and re-applies. A script that
 //! makes an operation done, or deletes it, publishes its name on [`Keys::done_channel`] so waiters
-//! wake without polling. The key names are [`keys`]'s, the reaper's to-do lists [`watch`]'s, the
-//! registered kinds [`kinds`]'s.
+//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the reaper's to-do lists
+//! `watch.rs`'s ([`Watch`]), the registered kinds `kinds.rs`'s.
 //!
-//! Every command goes through [`Store::conn`], so the connection is chosen in one place. This
-//! module knows nothing of the broker, and decides no transition: callers pass them in.
+//! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
+//! in one place. This module knows nothing of the broker, and decides no transition: callers pass
+//! them in.
 
 mod keys;
 mod kinds;
