@@ -190,6 +190,7 @@ pub(crate) async fn run(
             Event::Job(Some(Err(e))) | Event::Cancel(Some(Err(e))) => Some(e.to_string()),
             Event::Job(None) | Event::Cancel(None) => Some("consumer closed".to_owned()),
         };
+        // Only a session's consumers fail (a link that is down polls none), so `lost` is `Up`.
         if let Some(why) = failed {
             let lost = std::mem::replace(
                 &mut link,
