@@ -1,4 +1,4 @@
-//! `lro-api`: Google's long-running operations API over HTTP/JSON, plus job submission. It
+//! `lro-api`: Google's long-running operations API over HTTP/JSON and gRPC, plus job submission. It
 //! records state in Redis and publishes jobs and cancels to RabbitMQ; it never runs jobs.
 
 pub mod auth;

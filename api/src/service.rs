@@ -1,5 +1,7 @@
-//! The operations service: one function per method of google.longrunning.Operations plus job
-//! submission, independent of transport (REST and gRPC both call these).
+//! The operations service: one function per method of `google.longrunning.Operations` (get,
+//! list, delete, cancel, wait) and of `lro.v1.Jobs` (submit, batch cancel, list kinds),
+//! independent of transport: the REST routes (`http.rs`) and the gRPC services (`grpc.rs`) both
+//! call these, so validation, codes and reasons live here, never in a transport.
 //!
 //! Every method takes the caller's [`Principal`] (from [`Service::caller`], which authenticates
 //! and rate-limits) and authorizes it before it reads anything. Submits, cancels, batch cancels
@@ -16,7 +18,7 @@ use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
 use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
 use lro_common::otel;
-use lro_common::reaper;
+use lro_common::publish;
 use lro_common::status::Code;
 use lro_common::store::{Created, Store, StoreError};
 use lro_common::time::now_millis;
@@ -223,12 +225,12 @@ impl Service {
         );
         // Guarded as it is written: if this process dies before the broker confirms the job
         // message, a reaper publishes it.
-        let (guarded_at, guards) = reaper::guards_for_new(&op);
+        let (guarded_at, guards) = publish::guards_for_new(&op);
         match self.store.create(&op, &guards).await? {
             Created::Existing(existing) => self.read(&existing).await,
             Created::New => {
                 let published =
-                    reaper::publish(&self.store, &self.publisher, &op.name, guarded_at, trace)
+                    publish::publish(&self.store, &self.publisher, &op.name, guarded_at, trace)
                         .await;
                 if let Err(e) = published {
                     // Not on the queue: take the record back so nothing accepted is left stranded.

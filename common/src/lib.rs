@@ -1,6 +1,7 @@
 //! Shared by lro's processes, in layers: the pure domain ([`name`], [`status`], [`time`],
 //! [`operation`], [`kinds`], [`filter`], [`trace`]) → wire formats ([`wire`]) → adapters ([`store`] for Redis,
-//! [`topology`] and [`broker`] for RabbitMQ) → [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
+//! [`topology`] and [`broker`] for RabbitMQ) → [`publish`] (guarded publishing: a queued operation reaches the
+//! queue even if its process dies), [`reaper`] (recovery, over both) and [`cancel`] (one cancel, as
 //! `:cancel` and a batch make it), [`config`], [`logging`] (with [`otel`], OTLP trace export) and [`tls`] (what outbound TLS trusts); [`admin`] and
 //! [`metrics`] (health and metrics, the admin listener). The domain layer does no I/O and imports
 //! no client crate; the adapters depend on it, never the reverse.
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod name;
 pub mod operation;
 pub mod otel;
+pub mod publish;
 pub mod reaper;
 pub mod signal;
 pub mod status;

@@ -1,89 +1,39 @@
-//! Recovery: nothing accepted is left stranded when a process dies at the wrong moment.
-//!
-//! It also deletes done operations once their retention has passed (see [`Watch::Retention`]).
+//! Recovery: nothing accepted is left stranded when a process dies at the wrong moment. A reaper
+//! runs in every api and worker process and, each tick, looks at the due entries of the watch
+//! lists ([`crate::store::Watch`]).
 //!
 //! Two failures leave an operation that nobody will move on its own:
-//! - its worker died or was cut off while running it (the job's delivery was acked at start, so
-//!   the broker will not redeliver it): the attempt's lease in Redis runs out;
-//! - a process made it QUEUED in Redis and died before the broker confirmed its job message.
+//! - its worker died, hung or was cut off while running it. The lease owns a running job, not
+//!   the delivery: a copy the broker redelivers is skipped while the attempt's lease is live (a
+//!   worker's `start` refuses it, and the copy is acked), and a hung worker's delivery is not
+//!   redelivered at all. So the reaper expires the lease once it has run out ([`Watch::Leases`],
+//!   armed by the script that starts the attempt);
+//! - a process made it QUEUED in Redis and died before the broker confirmed its job message: the
+//!   reaper publishes it once its publish guard falls due ([`Watch::Unpublished`]). Arming and
+//!   dropping guards is [`crate::publish`]'s; the reaper uses it for its own re-queues.
 //!
-//! Every path that starts or queues an operation first arms an entry on a watch list
-//! ([`Watch::Leases`] before a start, [`Watch::Unpublished`] before a queueing write), and removes
-//! it once the operation no longer needs watching. A reaper runs in every api and worker process
-//! and looks at due entries each tick. Every action it takes is a compare-and-set transition
+//! It also deletes done operations once their retention has passed ([`Watch::Retention`]).
+//!
+//! Every action it takes is a compare-and-set transition
 //! ([`Operation::expire`](crate::operation::Operation::expire)) or an idempotent re-publish, so
 //! any number of reapers may run at once: two reapers expiring one lease race on the CAS and only
 //! the winner publishes; a duplicate job message is harmless (a worker's `start` refuses an
-//! operation that is done or held under a live lease).
+//! operation that is done or held under a live lease). An entry it is done with is removed only
+//! if still armed for the time it read, so an entry armed anew meanwhile survives.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{AmqpError, Broker};
+use crate::broker::Broker;
 use crate::metrics::ReaperMetrics;
-use crate::name::OperationName;
-use crate::operation::{Expired, Operation, Refused};
+use crate::operation::{Expired, Refused};
+use crate::publish::{REPUBLISH_AFTER, guard_publish, publish};
 use crate::store::{Store, StoreError, Watch};
-use crate::time::{Millis, now_millis};
-use crate::trace::TraceContext;
-
-/// How long a queueing write may wait for its publish to be confirmed before a reaper publishes
-/// the job itself.
-pub const REPUBLISH_AFTER: Duration = Duration::from_secs(10);
+use crate::time::{Millis, millis, now_millis};
 
 /// Entries handled per watch list per tick.
 const BATCH: usize = 200;
-
-/// Step one of queueing an operation, before the Redis write that makes it QUEUED: arm the
-/// guard that re-publishes it if step two never completes.
-pub async fn guard_publish(store: &Store, name: &OperationName) -> Result<Millis, StoreError> {
-    let at = now_millis() + millis(REPUBLISH_AFTER);
-    guard_retry(store, name, at).await?;
-    Ok(at)
-}
-
-/// Step one of submitting a new operation: the publish guard, and its retention watch if it has a
-/// retention, for [`Store::create`] to arm in the same step as the write. Returns the guard's
-/// time (for [`publish`]) and the entries.
-pub fn guards_for_new(op: &Operation) -> (Millis, Vec<(Watch, Millis)>) {
-    let now = now_millis();
-    let guarded_at = now + millis(REPUBLISH_AFTER);
-    let mut lists = vec![(Watch::Unpublished, guarded_at)];
-    if let Some(retention) = op.retention_ms {
-        lists.push((Watch::Retention, now.saturating_add(retention)));
-    }
-    (guarded_at, lists)
-}
-
-/// Arms the publish guard for `at` (a retry: when its backoff is over), before the write
-/// that queues it again.
-pub async fn guard_retry(
-    store: &Store,
-    name: &OperationName,
-    at: Millis,
-) -> Result<(), StoreError> {
-    // Moved, not "no later than": an older entry may be in a reaper's hands right now, about to
-    // be removed on the strength of the score it read; a new score keeps this guard alive.
-    store.rearm(Watch::Unpublished, name, at).await
-}
-
-/// Step two, after the write: publish the job message (with the submit's `trace`, if any) and,
-/// once the broker confirmed it, drop the guard armed at `guarded_at`. A failure to drop the
-/// guard only costs a later duplicate message.
-pub async fn publish(
-    store: &Store,
-    publisher: &Broker,
-    name: &OperationName,
-    guarded_at: Millis,
-    trace: Option<&TraceContext>,
-) -> Result<(), AmqpError> {
-    publisher.publish_job(name, trace).await?;
-    if let Err(e) = store.unwatch(Watch::Unpublished, name, guarded_at).await {
-        tracing::debug!(operation = %name, error = %e, "publish guard left armed");
-    }
-    Ok(())
-}
 
 /// What one sweep did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -242,8 +192,4 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
         }
     }
     Ok(swept)
-}
-
-fn millis(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }

@@ -14,6 +14,11 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
+/// A duration in whole milliseconds, saturating at [`Millis::MAX`].
+pub fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
 /// A `google.protobuf.Timestamp` in its JSON form, e.g. `2026-11-24T10:00:00.123Z`.
 pub fn timestamp_json(ms: Millis) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);

@@ -18,7 +18,7 @@ impl Metrics {
         Self(metrics, registry)
     }
 
-    /// What one attempt of a `kind` job that succeeded records, as `consumer::handle` does: its
+    /// What one attempt of a `kind` job that succeeded records, as `consumer::delivery::handle` does: its
     /// queue wait, the running gauge up and down, its outcome and duration.
     pub fn job(&self, kind: &str, waited: Duration, took: Duration) {
         self.0.started(kind, waited);

@@ -21,6 +21,7 @@ mod consumer;
 pub mod job;
 mod metrics;
 pub mod registry;
+mod renew;
 mod session;
 
 use std::sync::Arc;
@@ -124,7 +125,8 @@ pub struct Worker {
 
 impl Worker {
     /// Connects, declares the topology, registers the kinds and starts consuming. Returns once the
-    /// worker is consuming; it runs until `shutdown` fires or the broker goes away.
+    /// worker is consuming; it runs until `shutdown` fires and every job has settled (see
+    /// [`Worker::wait`]). Losing the broker does not stop it: it reconnects while its jobs run on.
     pub async fn start(
         config: WorkerConfig,
         kinds: Kinds,
@@ -194,7 +196,7 @@ impl Worker {
         });
         // The renewals and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
-        tokio::spawn(consumer::renew_leases(shared.clone(), settled.clone()));
+        tokio::spawn(renew::renew_leases(shared.clone(), settled.clone()));
         let tick = (config.lease / 4).min(Duration::from_secs(1));
         if let Some(listener) = admin {
             let readiness = lro_common::admin::Readiness::new(

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lro_common::reaper;
+use lro_common::publish;
 use lro_common::time::now_millis;
 use lro_worker::{CancelReason, Kinds};
 use serde_json::{Value, json};
@@ -154,7 +154,7 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
     let store = store(&env).await;
     let op = new_operation("noop");
     let name = op.name.clone();
-    reaper::guard_publish(&store, &name).await.expect("guard");
+    publish::guard_publish(&store, &name).await.expect("guard");
     store.create(&op, &[]).await.expect("create");
 
     let created = Instant::now();
@@ -162,7 +162,7 @@ async fn an_operation_whose_publish_never_happened_is_published_by_the_reaper() 
     assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
     let took = created.elapsed();
     assert!(
-        took >= reaper::REPUBLISH_AFTER,
+        took >= publish::REPUBLISH_AFTER,
         "published before its guard was due: {took:?}"
     );
 }

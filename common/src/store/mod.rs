@@ -1,0 +1,273 @@
+//! The Redis store: the single source of truth for every operation, and the only code of the api
+//! and the worker that reads or writes Redis keys (the api's `:wait` follower only subscribes, to
+//! the channel named here, through [`Store::client`]).
+//!
+//! Every change is read → pure transition ([`crate::operation`]) → one script that writes only if
+//! the version is unchanged (`scripts.rs`); a lost race re-reads and re-applies. A script that
+//! makes an operation done, or deletes it, publishes its name on [`Keys::done_channel`] so waiters
+//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the reaper's to-do lists
+//! `watch.rs`'s ([`Watch`]), the registered kinds `kinds.rs`'s.
+//!
+//! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
+//! in one place. This module knows nothing of the broker, and decides no transition: callers pass
+//! them in.
+
+mod keys;
+mod kinds;
+mod scripts;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::name::{OperationName, Parent};
+use crate::operation::{Operation, Refused};
+use crate::time::Millis;
+use crate::tls::ClientTls;
+use crate::wire::{self, WireError};
+pub use keys::Keys;
+use scripts::{Scripts, Versioned};
+pub use watch::{Watch, WatchEffect};
+
+/// Errors callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("operation not found")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Corrupt(#[from] WireError),
+    #[error("too many concurrent writers on {0}")]
+    Contended(String),
+    #[error("index of {parent:?} holds an invalid id {id:?}")]
+    BadIndex { parent: String, id: String },
+}
+
+/// What [`Store::create`] did.
+#[derive(Debug)]
+pub enum Created {
+    New,
+    /// The request id was already used: this is the operation it created.
+    Existing(OperationName),
+}
+
+/// How many times a compare-and-set is retried when other writers keep winning.
+const MAX_CAS_RETRIES: usize = 64;
+
+/// The connection every command is sent on (multiplexed, reconnecting; cheap to clone).
+type Conn = ConnectionManager;
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    conn: Conn,
+    client: redis::Client,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+}
+
+impl Store {
+    /// Connects to Redis (`rediss://` trusting `tls`); fails if it does not answer.
+    pub async fn connect(url: &str, namespace: &str, tls: &ClientTls) -> Result<Self, StoreError> {
+        let client = tls.redis_client(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let store = Self {
+            conn,
+            client,
+            keys: Keys::new(namespace),
+            scripts: Arc::new(Scripts::new()),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// A `PING` on the shared connection, for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The client, for connections that must not share the multiplexed one (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The connection to send a command on: the one place that picks it.
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Stores a new operation (version 1) and indexes it.
+    /// Creates the record; with a new one, the watch-list entries in `watches` are armed (each
+    /// "no later than" its time) in the same step.
+    pub async fn create(
+        &self,
+        op: &Operation,
+        watches: &[(Watch, Millis)],
+    ) -> Result<Created, StoreError> {
+        let existing = self.script_create(op, watches).await?;
+        match existing {
+            None => Ok(Created::New),
+            Some(name) => Ok(Created::Existing(OperationName::parse(&name).map_err(
+                |e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "bad stored name",
+                        e.to_string(),
+                    ))
+                },
+            )?)),
+        }
+    }
+
+    /// Reads one operation with its version.
+    pub async fn get_versioned(
+        &self,
+        name: &OperationName,
+    ) -> Result<Option<(u64, Operation)>, StoreError> {
+        let (v, r): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.keys.op(name))
+            .arg("v")
+            .arg("r")
+            .query_async(&mut self.conn())
+            .await?;
+        match (v, r) {
+            (Some(v), Some(r)) => Ok(Some((v, wire::decode_record(&r)?))),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, name: &OperationName) -> Result<Operation, StoreError> {
+        self.get_versioned(name)
+            .await?
+            .map(|(_, op)| op)
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Applies a transition atomically: read, apply `f`, write back if nobody wrote in between
+    /// (else retry). A transition that leaves the record unchanged writes nothing. Returns the
+    /// record as written and what `f` answered.
+    pub async fn update<T>(
+        &self,
+        name: &OperationName,
+        f: impl FnMut(&mut Operation) -> Result<T, Refused>,
+    ) -> Result<(Operation, T), StoreError> {
+        self.update_watching(name, f, |_| None).await
+    }
+
+    /// [`Store::update`], and with the write, the watch-list change `effect` asks for given the
+    /// record as it will be written — in the same script, so both happen or neither.
+    pub async fn update_watching<T>(
+        &self,
+        name: &OperationName,
+        mut f: impl FnMut(&mut Operation) -> Result<T, Refused>,
+        effect: impl Fn(&Operation) -> Option<WatchEffect>,
+    ) -> Result<(Operation, T), StoreError> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let (version, before) = self
+                .get_versioned(name)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut after = before.clone();
+            let answer = f(&mut after)?;
+            if after == before {
+                return Ok((after, answer));
+            }
+            let became_done = after.is_done() && !before.is_done();
+            let written = self
+                .script_cas(name, version, &after, became_done, effect(&after))
+                .await?;
+            match written {
+                Versioned::Written => return Ok((after, answer)),
+                Versioned::Gone => return Err(StoreError::NotFound),
+                Versioned::Stale => continue,
+            }
+        }
+        Err(StoreError::Contended(name.to_string()))
+    }
+
+    /// Deletes an operation and its index entries. Returns false if it did not exist.
+    pub async fn delete(&self, name: &OperationName) -> Result<bool, StoreError> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let Some((version, op)) = self.get_versioned(name).await? else {
+                return Ok(false);
+            };
+            let deleted = self
+                .script_delete(name, version, op.request_id.as_deref())
+                .await?;
+            match deleted {
+                Versioned::Written => return Ok(true),
+                Versioned::Gone => return Ok(false),
+                Versioned::Stale => continue,
+            }
+        }
+        Err(StoreError::Contended(name.to_string()))
+    }
+
+    /// Up to `count` ids under `parent`, in id order, strictly after `after` (if given).
+    pub async fn index_page(
+        &self,
+        parent: &Parent,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.index(parent))
+            .arg(min)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(ids)
+    }
+
+    /// How many operations `parent` holds (its index's size).
+    pub async fn index_len(&self, parent: &Parent) -> Result<u64, StoreError> {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(self.keys.index(parent))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(n)
+    }
+
+    /// Reads many operations in one round trip; ids whose record is gone are skipped.
+    pub async fn get_many(
+        &self,
+        parent: &Parent,
+        ids: &[String],
+    ) -> Result<Vec<Operation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let name = parent.operation(id).map_err(|_| StoreError::BadIndex {
+                parent: parent.to_string(),
+                id: id.clone(),
+            })?;
+            pipe.cmd("HGET").arg(self.keys.op(&name)).arg("r");
+        }
+        let raw: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()).await?;
+        raw.into_iter()
+            .flatten()
+            .map(|r| wire::decode_record(&r).map_err(StoreError::from))
+            .collect()
+    }
+}

@@ -1,0 +1,220 @@
+//! The Lua scripts that write records and watch-list entries, each beside the one function that
+//! invokes it: the `KEYS` / `ARGV` layout a script reads is written next to the code that fills
+//! it, so the two cannot drift apart.
+//!
+//! A script that writes a record first checks its version, so it writes only if nobody wrote since
+//! the caller read (the compare-and-set the race rules rest on); in the same step it publishes the
+//! name on the done channel and changes a watch-list entry when asked to. This module decides
+//! nothing: which transition, which watch effect, and whether to retry a lost race are
+//! [`super::Store`]'s.
+
+use redis::{RedisError, Script};
+
+use super::Store;
+use super::watch::{Watch, WatchEffect};
+use crate::name::OperationName;
+use crate::operation::Operation;
+use crate::time::Millis;
+use crate::wire;
+
+/// Creates the record, its index entry and its request-id entry together, unless the request id
+/// is already taken; then it answers the name it was taken for. With a new record it arms the
+/// watch-list entries KEYS[4..] (each "no later than" its score ARGV[5..]) in the same step.
+const CREATE: &str = r"
+if ARGV[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return existing end
+  redis.call('SET', KEYS[3], ARGV[4])
+end
+redis.call('HSET', KEYS[1], 'v', 1, 'r', ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], 'LT', ARGV[i + 1], ARGV[4]) end
+return false
+";
+
+/// Writes a new record if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 written.
+/// With a write, it also publishes ARGV[4] on channel ARGV[3] (if given) and changes the watch
+/// list KEYS[2] (if given) as ARGV[5] says: `lt` arms the entry no later than ARGV[6], `set`
+/// moves it to ARGV[6], `rm` removes it if it is still armed for ARGV[6].
+const CAS: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'r', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if KEYS[2] then
+  if ARGV[5] == 'lt' then redis.call('ZADD', KEYS[2], 'LT', ARGV[6], ARGV[4])
+  elseif ARGV[5] == 'set' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
+  elseif ARGV[5] == 'rm' then
+    local score = redis.call('ZSCORE', KEYS[2], ARGV[4])
+    if score and tonumber(score) == tonumber(ARGV[6]) then redis.call('ZREM', KEYS[2], ARGV[4]) end
+  end
+end
+return 1
+";
+
+/// Deletes record, index entry and request-id entry (if it still names this operation) together,
+/// if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 deleted.
+const DELETE: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// Moves a watch-list entry to score ARGV[3], or removes it if ARGV[3] is empty, only if its
+/// score is still ARGV[2] (nobody re-armed it since).
+const REWATCH: &str = r"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+";
+
+/// What a write conditioned on the record's version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Versioned {
+    Written,
+    /// Someone wrote since the caller read: nothing was written.
+    Stale,
+    /// The record is gone.
+    Gone,
+}
+
+impl Versioned {
+    fn from_reply(reply: i64) -> Self {
+        match reply {
+            1 => Self::Written,
+            -1 => Self::Gone,
+            _ => Self::Stale,
+        }
+    }
+}
+
+/// The scripts, hashed once per store (each sent as `EVALSHA`, and loaded on `NOSCRIPT`).
+pub(super) struct Scripts {
+    create: Script,
+    cas: Script,
+    delete: Script,
+    rewatch: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            create: Script::new(CREATE),
+            cas: Script::new(CAS),
+            delete: Script::new(DELETE),
+            rewatch: Script::new(REWATCH),
+        }
+    }
+}
+
+/// One function per script, on the store for its connection and keys.
+impl Store {
+    /// [`CREATE`]: `None` if the record was created (and `watches` armed), else the name its
+    /// request id was already taken for.
+    pub(super) async fn script_create(
+        &self,
+        op: &Operation,
+        watches: &[(Watch, Millis)],
+    ) -> Result<Option<String>, RedisError> {
+        let parent = op.name.parent();
+        let request_key = self
+            .keys
+            .request(parent, op.request_id.as_deref().unwrap_or(""));
+        let mut script = self.scripts.create.key(self.keys.op(&op.name));
+        script
+            .key(self.keys.index(parent))
+            .key(request_key)
+            .arg(wire::encode_record(op))
+            .arg(op.name.id())
+            .arg(if op.request_id.is_some() { "1" } else { "" })
+            .arg(op.name.as_str());
+        for (list, at) in watches {
+            script.key(self.keys.watch(*list)).arg(*at);
+        }
+        script.invoke_async(&mut self.conn()).await
+    }
+
+    /// [`CAS`]: writes `after` over `version`, publishing the name on the done channel if
+    /// `became_done`, and applies `effect` with the write.
+    pub(super) async fn script_cas(
+        &self,
+        name: &OperationName,
+        version: u64,
+        after: &Operation,
+        became_done: bool,
+        effect: Option<WatchEffect>,
+    ) -> Result<Versioned, RedisError> {
+        let mut script = self.scripts.cas.key(self.keys.op(name));
+        script
+            .arg(version)
+            .arg(wire::encode_record(after))
+            .arg(if became_done {
+                self.keys.done_channel()
+            } else {
+                String::new()
+            })
+            .arg(name.as_str());
+        if let Some(effect) = effect {
+            let (list, mode, at) = match effect {
+                WatchEffect::Arm(list, at) => (list, "lt", at),
+                WatchEffect::Move(list, at) => (list, "set", at),
+                WatchEffect::Remove(list, at) => (list, "rm", at),
+            };
+            script.key(self.keys.watch(list)).arg(mode).arg(at);
+        }
+        Ok(Versioned::from_reply(
+            script.invoke_async(&mut self.conn()).await?,
+        ))
+    }
+
+    /// [`DELETE`]: removes the record at `version` with its index entry and, if it had one, its
+    /// request-id entry, and publishes its name on the done channel.
+    pub(super) async fn script_delete(
+        &self,
+        name: &OperationName,
+        version: u64,
+        request_id: Option<&str>,
+    ) -> Result<Versioned, RedisError> {
+        let mut script = self.scripts.delete.key(self.keys.op(name));
+        script.key(self.keys.index(name.parent()));
+        if let Some(r) = request_id {
+            script.key(self.keys.request(name.parent(), r));
+        }
+        let deleted: i64 = script
+            .arg(version)
+            .arg(name.id())
+            .arg(self.keys.done_channel())
+            .arg(name.as_str())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(Versioned::from_reply(deleted))
+    }
+
+    /// [`REWATCH`]: moves the entry armed for `at` to `next`, or removes it if `next` is `None`.
+    pub(super) async fn script_rewatch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+        next: Option<Millis>,
+    ) -> Result<(), RedisError> {
+        let _: i64 = self
+            .scripts
+            .rewatch
+            .key(self.keys.watch(list))
+            .arg(name.as_str())
+            .arg(at)
+            .arg(next.map(|n| n.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}

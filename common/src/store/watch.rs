@@ -1,0 +1,113 @@
+//! The reaper's watch lists: sorted sets of operation names, each scored by when to look at that
+//! record again.
+//!
+//! They are to-do lists, not truth: an entry only says "look at this record then", and the reaper
+//! ([`crate::reaper`]) decides from the record. An entry is armed before or *with* the record
+//! change it guards: with it on the hot path ([`WatchEffect`], in the record's own create or CAS
+//! script: a submit's guard and retention watch, a start's lease entry, a renewal's move, a
+//! finish's removal), before it by a command of its own otherwise ([`Store::rearm`]: a
+//! re-queue's publish guard). An entry is removed or moved only while its score is still the one
+//! the remover read ([`Store::rewatch`]), so a crash at any point leaves at worst an extra entry,
+//! never a missing one, and an entry re-armed meanwhile survives.
+
+use redis::AsyncCommands;
+
+use super::{Store, StoreError};
+use crate::name::OperationName;
+use crate::time::Millis;
+
+/// The reaper's watch lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Operations a worker started: look at them when their lease ends.
+    Leases,
+    /// Operations being queued: re-publish them if their publish was never confirmed.
+    Unpublished,
+    /// Operations with a retention: delete them once done for that long.
+    Retention,
+}
+
+/// A watch-list change made by the script that writes a record, and only if it writes: the
+/// entry and the record change together, so no crash can come between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEffect {
+    /// Arm the entry no later than this (`ZADD LT`): an entry armed earlier keeps its time.
+    Arm(Watch, Millis),
+    /// Move the entry to this time, as [`Store::rearm`].
+    Move(Watch, Millis),
+    /// Remove the entry if it is still armed for this time, as [`Store::unwatch`].
+    Remove(Watch, Millis),
+}
+
+impl Store {
+    /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it, a
+    /// guard armed anew).
+    pub async fn rearm(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn()
+            .zadd(self.keys.watch(list), name.as_str(), at)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a watch-list entry if it is still armed for `at` (as armed, or as [`Store::due`]
+    /// answered it); an entry re-armed since is kept.
+    pub async fn unwatch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        self.rewatch(list, name, at, None).await
+    }
+
+    /// Re-arms a watch-list entry for `next` (or removes it, if `None`) if it is still armed for
+    /// `at`; an entry re-armed by someone else since is kept as they left it.
+    pub async fn rewatch(
+        &self,
+        list: Watch,
+        name: &OperationName,
+        at: Millis,
+        next: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        Ok(self.script_rewatch(list, name, at, next).await?)
+    }
+
+    /// Up to `count` entries of a watch list due at or before `now`, with the time they were due.
+    /// An entry that is not a valid name is dropped.
+    pub async fn due(
+        &self,
+        list: Watch,
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<(OperationName, Millis)>, StoreError> {
+        let key = self.keys.watch(list);
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        let mut due = Vec::with_capacity(raw.len());
+        for (member, score) in raw {
+            match OperationName::parse(&member) {
+                // Scores are whole milliseconds, exactly representable.
+                Ok(name) => due.push((name, score as Millis)),
+                Err(_) => {
+                    let _: i64 = self.conn().zrem(&key, &member).await?;
+                }
+            }
+        }
+        Ok(due)
+    }
+}

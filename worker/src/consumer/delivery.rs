@@ -1,0 +1,233 @@
+//! The life of one job delivery: decode it, wait for a slot, register the job's token, start the
+//! attempt in Redis under a lease, run the job ([`super::run`]), record its outcome
+//! ([`super::outcome`]) — and only then settle the delivery with the broker, in one place
+//! ([`handle`], through [`settle_delivery`]): acked once its outcome is in Redis (or Redis says
+//! there is none of ours to write), put back on the queue when this worker could not start it.
+//!
+//! It decides no outcome and writes no terminal state itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::Acker;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lro_common::name::OperationName;
+use lro_common::operation::{Operation, Started};
+use lro_common::store::{StoreError, Watch, WatchEffect};
+use lro_common::time::{Millis, now_millis};
+use lro_common::wire::{self, JobMessage};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::outcome;
+use super::run::{self, JobSpec};
+use crate::registry::{CancelReason, Held, Registration};
+
+/// Longest a delivery waits for a free slot before going back to the queue. Deliveries only wait
+/// when the broker has sent more than the worker's concurrency (after it took deliveries back
+/// from a channel it closed while their jobs ran on).
+const MAX_SLOT_WAIT: Duration = Duration::from_secs(300);
+/// Pause before a delivery that met a Redis error goes back to the queue.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What becomes of a delivery with the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Requeue,
+}
+
+/// What a job holds until its delivery is settled: its registration and its slot are given up
+/// only after the delivery is (in that order).
+type Holding = Option<(Registration, OwnedSemaphorePermit)>;
+
+/// Carries one delivery through its life, then settles it: the only place a job delivery is
+/// acked or requeued.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments beside the locals they move into"
+)]
+pub(super) fn handle(
+    shared: Arc<Shared>,
+    data: Vec<u8>,
+    acker: Acker,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> {
+    // A block, not an `async fn`: its captures are stored once (an `async fn` keeps its
+    // arguments beside the locals they move into).
+    async move {
+        let (settle, holding) = life(&shared, data, &shutdown).await;
+        Box::pin(settle_delivery(&acker, settle)).await;
+        drop(holding);
+    }
+}
+
+/// One delivery up to its settling: how to settle it, and what the job holds until then.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments beside the locals they move into"
+)]
+fn life<'a>(
+    shared: &'a Shared,
+    data: Vec<u8>,
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = (Settle, Holding)> + 'a {
+    async move {
+        let name = match wire::decode_job(&data) {
+            Ok(JobMessage::V1 { name }) => name,
+            Err(e) => {
+                let why = format!("undecodable job message: {e}");
+                Box::pin(dead_letter(shared, &data, &why)).await;
+                return (Settle::Ack, None);
+            }
+        };
+        // The body is not needed past here; its bytes are not held while the job runs.
+        drop(data);
+        tracing::Span::current().record("operation", tracing::field::display(&name));
+        let Some(permit) = Box::pin(acquire_slot(shared, shutdown)).await else {
+            return (Settle::Requeue, None);
+        };
+        // Registered before the attempt starts: a cancel message arriving from now on finds it.
+        let registration = shared.registry.register(&name);
+        let stop = registration.stop().clone();
+        let now = now_millis();
+        let lease_until = shared.lease_from(now);
+        // The Redis and broker calls here are boxed, and results are reduced to what is kept
+        // before the next await: this future lives as long as the job runs and is as large as its
+        // largest step, so every byte held across an await is held per running job (~5 KiB
+        // before).
+        let started = match Box::pin(start(shared, &name, now, lease_until)).await {
+            Ok((op, started, queued_since)) => {
+                let waited = Duration::from_millis(now.saturating_sub(queued_since));
+                shared.metrics.started(&op.kind, waited);
+                Ok((op.kind, op.input, op.timeout_ms, started))
+            }
+            Err(StoreError::NotFound | StoreError::Refused(_)) => {
+                // Deleted, done already (cancelled while queued), or held by a live attempt (a
+                // duplicate message): never run it here.
+                tracing::debug!(operation = %name, "skipping job that is gone, done or held");
+                Err(Settle::Ack)
+            }
+            Err(e) => {
+                tracing::error!(operation = %name, error = %e, "could not start job");
+                Err(Settle::Requeue)
+            }
+        };
+        let (kind, input, timeout_ms, started) = match started {
+            Ok(started) => started,
+            Err(settle) => {
+                if settle == Settle::Requeue {
+                    Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
+                }
+                return (settle, Some((registration, permit)));
+            }
+        };
+        registration.started(Held {
+            attempt: started.attempt,
+            lease_until,
+        });
+        if started.cancel_requested {
+            stop.fire(CancelReason::User);
+        }
+        tracing::Span::current()
+            .record("attempt", started.attempt)
+            .record("kind", kind.as_str());
+        tracing::debug!("started");
+        let job = JobSpec {
+            name: &name,
+            kind: &kind,
+            timeout_ms,
+            attempt: started.attempt,
+        };
+        shared.metrics.running.increment(1);
+        let ran = std::time::Instant::now();
+        let (outcome, forced) = run::run_job(shared, job, input, &stop).await;
+        shared.metrics.running.decrement(1);
+        let finished = outcome.finished();
+        shared.metrics.finished(&kind, finished, ran.elapsed());
+        tracing::debug!(outcome = ?finished, "finished");
+        // The latest armed lease score is the one last renewed.
+        let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
+        let ended = (outcome, forced);
+        Box::pin(outcome::record(
+            shared,
+            &name,
+            started.attempt,
+            ended,
+            &stop,
+            &armed,
+        ))
+        .await;
+        (Settle::Ack, Some((registration, permit)))
+    }
+}
+
+/// Starts the attempt in Redis, its lease entry armed by the same script, so no crash comes
+/// between the start and the watch that recovers it. Also answers since when the operation was
+/// waiting to start: since it was last queued (created, handed back, re-queued), or since its
+/// retry's backoff ended.
+async fn start(
+    shared: &Shared,
+    name: &OperationName,
+    now: Millis,
+    lease_until: Millis,
+) -> Result<(Operation, Started, Millis), StoreError> {
+    let mut queued_since = now;
+    let (op, started) = shared
+        .store
+        .update_watching(
+            name,
+            |op| {
+                queued_since = op.updated.max(op.not_before.unwrap_or(0));
+                op.start(&shared.worker_id, now, lease_until)
+            },
+            |_| Some(WatchEffect::Arm(Watch::Leases, lease_until)),
+        )
+        .await?;
+    Ok((op, started, queued_since))
+}
+
+/// A slot for one more job, or `None` (the delivery goes back to the queue) when none frees up
+/// within [`MAX_SLOT_WAIT`] or the worker is shutting down.
+async fn acquire_slot(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        permit = shared.slots.clone().acquire_owned() => permit.ok(),
+        () = tokio::time::sleep(MAX_SLOT_WAIT) => None,
+        () = shutdown.cancelled() => None,
+    }
+}
+
+/// Keeps a job message no worker can act on in the dead-letter queue (best effort: it is acked
+/// either way, so it can never loop).
+pub(super) async fn dead_letter(shared: &Shared, body: &[u8], reason: &str) {
+    tracing::warn!(reason, "job message dead-lettered");
+    if let Err(e) = shared.publisher.publish_dead(body, reason).await {
+        tracing::error!(error = %e, reason, "could not dead-letter a job message; dropped");
+    }
+}
+
+async fn settle_delivery(acker: &Acker, settle: Settle) {
+    let result = match settle {
+        Settle::Ack => acker.ack(BasicAckOptions::default()).await,
+        Settle::Requeue => {
+            acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            ?settle,
+            "delivery from a closed channel: it will be redelivered"
+        ),
+        Err(e) => tracing::warn!(?settle, error = %e, "could not settle delivery"),
+    }
+}

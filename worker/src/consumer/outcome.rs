@@ -1,0 +1,267 @@
+//! A finished attempt's outcome and its persistence, together: the [`Outcome`] enum, the one
+//! `match` that decides it from what the job returned and why its token fired ([`decide`]), and
+//! the one place it is written to Redis ([`record`]: the terminal write, a retry, a hand-back).
+//!
+//! It does not ack: the delivery is settled by [`super::delivery`] once this has returned.
+
+use std::time::Duration;
+
+use lro_common::name::OperationName;
+use lro_common::operation::{Phase, Refused, Retried, Terminal};
+use lro_common::publish;
+use lro_common::status::{Code, Status};
+use lro_common::store::{StoreError, Watch, WatchEffect};
+use lro_common::time::{Millis, now_millis};
+
+use super::Shared;
+use crate::job::{JobError, JobResult};
+use crate::metrics::Finished;
+use crate::registry::{CancelReason, Stop};
+
+/// The longest backoff before a retry.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(600);
+
+/// How a finished attempt is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Outcome {
+    Terminal(Terminal),
+    /// Not finished (shutdown): queued again, to run elsewhere as the next attempt.
+    HandBack,
+    /// The worker no longer holds the operation: nothing of this attempt is recorded.
+    Abandon,
+    /// Failed, worth another attempt after a backoff.
+    Retry(Status),
+}
+
+impl Outcome {
+    /// How the attempt counts in the worker's metrics.
+    pub(super) fn finished(&self) -> Finished {
+        match self {
+            Self::Terminal(Terminal::Succeeded(_)) => Finished::Succeeded,
+            Self::Terminal(Terminal::Failed(_)) | Self::Retry(_) => Finished::Failed,
+            Self::Terminal(Terminal::Cancelled) => Finished::Cancelled,
+            Self::HandBack => Finished::HandedBack,
+            Self::Abandon => Finished::LeaseLost,
+        }
+    }
+}
+
+/// Where settling left the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// It may run again (queued for a retry or handed back), or this attempt lost it: the
+    /// lease entry stays.
+    Open,
+    /// Done (or deleted): its lease entry is no longer needed.
+    Done,
+    /// Done, and the write that ended it removed the lease entry too.
+    DoneUnwatched,
+}
+
+/// Turns what the job returned, and why its token fired (if it did), into an outcome.
+pub(super) fn decide(
+    result: JobResult,
+    reason: Option<CancelReason>,
+    timeout_ms: Option<u64>,
+) -> Outcome {
+    let terminal = match result {
+        Ok(value) => Terminal::Succeeded(value),
+        Err(JobError::Failed(status)) => Terminal::Failed(status),
+        Err(JobError::Retry(status)) => match reason {
+            Some(CancelReason::Shutdown) => return Outcome::HandBack,
+            Some(CancelReason::LeaseLost) => return Outcome::Abandon,
+            // A cancel on record ends it CANCELLED instead (in `Operation::retry`).
+            _ => return Outcome::Retry(status),
+        },
+        Err(JobError::Cancelled) => match reason {
+            Some(CancelReason::User) => Terminal::Cancelled,
+            Some(CancelReason::Deadline) => Terminal::Failed(Status::new(
+                Code::DeadlineExceeded,
+                format!(
+                    "the job ran past its timeout of {}",
+                    lro_common::time::duration_json(Duration::from_millis(
+                        timeout_ms.unwrap_or_default()
+                    ))
+                ),
+            )),
+            Some(CancelReason::Shutdown) => return Outcome::HandBack,
+            Some(CancelReason::LeaseLost) => return Outcome::Abandon,
+            None => Terminal::Failed(Status::new(
+                Code::Cancelled,
+                "the job stopped itself as cancelled, but no cancel was requested",
+            )),
+        },
+    };
+    Outcome::Terminal(terminal)
+}
+
+/// Records the outcome of `attempt` (and whether its stop was `forced`), then, once the record
+/// needs no more watching, drops its lease entry, armed for what `armed` answers (an operation
+/// that may start again keeps it).
+pub(super) async fn record(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    ended: (Outcome, bool),
+    stop: &Stop,
+    armed: &(dyn Fn() -> Millis + Sync),
+) {
+    let settled = settle(shared, name, attempt, ended, stop, armed).await;
+    if settled == Settled::Done
+        && let Err(e) = shared.store.unwatch(Watch::Leases, name, armed()).await
+    {
+        tracing::debug!(error = %e, "lease entry left for the reaper");
+    }
+}
+
+/// Writes the outcome to Redis: the one place where a finished attempt is persisted. A Redis
+/// error is retried until it succeeds or the lease is lost (the reaper then runs the job again).
+/// Answers whether the operation is now done (or deleted), so needs no more watching.
+async fn settle(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    (outcome, forced): (Outcome, bool),
+    stop: &Stop,
+    armed: &(dyn Fn() -> Millis + Sync),
+) -> Settled {
+    let store = &shared.store;
+    let mut pause = Duration::from_millis(50);
+    let mut cancel_recorded = None;
+    let done = |done: bool| if done { Settled::Done } else { Settled::Open };
+    loop {
+        let now = now_millis();
+        let written = match &outcome {
+            Outcome::Abandon => {
+                tracing::info!("lease lost: outcome not recorded");
+                return Settled::Open;
+            }
+            // The lease entry goes with the write that ends the operation, in one script.
+            Outcome::Terminal(t) => store
+                .update_watching(
+                    name,
+                    |op| {
+                        cancel_recorded = op.cancel_requested;
+                        if forced {
+                            op.finish_forced(attempt, t.clone(), now)
+                        } else {
+                            op.finish(attempt, t.clone(), now)
+                        }
+                    },
+                    |_| Some(WatchEffect::Remove(Watch::Leases, armed())),
+                )
+                .await
+                .map(|_| {
+                    // Cancel recorded (by the api) → this job's token fired (here).
+                    if let (Some(recorded), Some(fired)) =
+                        (cancel_recorded, stop.cancelled_by_user_at())
+                    {
+                        let latency = Duration::from_millis(fired.saturating_sub(recorded));
+                        shared.metrics.cancel_latency(latency);
+                    }
+                    Settled::DoneUnwatched
+                }),
+            Outcome::HandBack => hand_back(shared, name, attempt, now).await.map(done),
+            Outcome::Retry(status) => retry(shared, name, attempt, status, now).await.map(done),
+        };
+        match written {
+            Ok(settled) => return settled,
+            Err(StoreError::NotFound) => {
+                tracing::debug!("operation was deleted while it ran");
+                return Settled::Done;
+            }
+            Err(StoreError::Refused(r)) => {
+                // Done already, or a newer attempt owns it: this attempt's result is not recorded.
+                tracing::info!(refused = %r, "outcome not recorded");
+                return done(r == Refused::Done);
+            }
+            Err(e) if stop.reason() == Some(CancelReason::LeaseLost) => {
+                tracing::warn!(error = %e, "could not record outcome before losing the lease");
+                return Settled::Open;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record outcome; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Queues the operation again after a backoff that doubles with each attempt: a reaper publishes
+/// it when the backoff is over (the guard is armed before the write).
+async fn retry(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    status: &Status,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let backoff = shared
+        .retry_backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_RETRY_BACKOFF);
+    let at = now + Millis::try_from(backoff.as_millis()).unwrap_or(Millis::MAX / 2);
+    publish::guard_retry(&shared.store, name, at).await?;
+    let (_, retried) = shared
+        .store
+        .update(name, |op| op.retry(attempt, status.clone(), now, at))
+        .await?;
+    tracing::info!(?retried, code = status.code, message = %status.message, "retryable failure");
+    Ok(!matches!(retried, Retried::At(_)))
+}
+
+/// Gives the operation back: QUEUED again (guarded, then published), unless a cancel is on
+/// record, which ends it CANCELLED.
+async fn hand_back(
+    shared: &Shared,
+    name: &OperationName,
+    attempt: u32,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let guarded_at = publish::guard_publish(&shared.store, name).await?;
+    let (op, ()) = shared
+        .store
+        .update(name, |op| op.hand_back(attempt, now))
+        .await?;
+    if matches!(op.phase, Phase::Queued) {
+        // A failed publish is repaired by the reaper through the guard.
+        if let Err(e) =
+            publish::publish(&shared.store, &shared.publisher, name, guarded_at, None).await
+        {
+            tracing::warn!(error = %e, "handed back; publish failed, the reaper will retry");
+        }
+    }
+    Ok(op.is_done())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_follow_the_cancel_reason() {
+        let cancelled = || Err(JobError::Cancelled);
+        assert_eq!(
+            decide(cancelled(), Some(CancelReason::User), None),
+            Outcome::Terminal(Terminal::Cancelled)
+        );
+        assert_eq!(
+            decide(cancelled(), Some(CancelReason::Shutdown), None),
+            Outcome::HandBack
+        );
+        match decide(cancelled(), Some(CancelReason::Deadline), Some(1500)) {
+            Outcome::Terminal(Terminal::Failed(s)) => {
+                assert_eq!(s.code, Code::DeadlineExceeded.as_i32());
+                assert!(s.message.contains("1.500s"), "{}", s.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Completed despite cancellation.
+        assert_eq!(
+            decide(Ok(json!(1)), Some(CancelReason::User), None),
+            Outcome::Terminal(Terminal::Succeeded(json!(1)))
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The job runner: one attempt of a job, from calling its handler to the outcome its result and
+//! its token's reason call for. It runs the job in a task of its own, so that a panic fails the
+//! operation rather than the worker and a job that ignores its token can be aborted.
+//!
+//! It writes nothing to Redis: recording the outcome is [`super::outcome`]'s.
+
+use std::time::Duration;
+
+use lro_common::name::OperationName;
+use lro_common::operation::Terminal;
+use lro_common::status::{Code, Status};
+use lro_common::wire::{self, JobMessage};
+
+use super::Shared;
+use super::delivery::dead_letter;
+use super::outcome::{Outcome, decide};
+use crate::job::{JobContext, JobError, JobResult};
+use crate::registry::{CancelReason, Stop};
+
+/// What running one attempt takes (the rest of the record is not kept while it runs).
+pub(super) struct JobSpec<'a> {
+    pub(super) name: &'a OperationName,
+    pub(super) kind: &'a str,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) attempt: u32,
+}
+
+/// Runs the job to its end. Once its token has fired (cancel, deadline, shutdown, lease lost) the
+/// job gets `stop_grace` to return; after that it is aborted (at its next await: the async part of
+/// a job is dropped; a thread of `spawn_blocking` work runs on until it next checks its token) and
+/// the outcome is recorded as a forced stop. Returns the outcome and whether it was forced.
+pub(super) async fn run_job(
+    shared: &Shared,
+    spec: JobSpec<'_>,
+    input: serde_json::Value,
+    stop: &Stop,
+) -> (Outcome, bool) {
+    let Some(kind) = shared.kinds.get(spec.kind) else {
+        let why = format!("no worker runs jobs of kind {:?}", spec.kind);
+        let message = wire::encode(&JobMessage::V1 {
+            name: spec.name.clone(),
+        });
+        Box::pin(dead_letter(shared, &message, &why)).await;
+        let status = Status::new(Code::Unimplemented, why);
+        return (Outcome::Terminal(Terminal::Failed(status)), false);
+    };
+    let ctx = JobContext::new(
+        spec.name.clone(),
+        spec.attempt,
+        stop.clone(),
+        shared.store.clone(),
+        shared.publisher.clone(),
+    );
+    // Spawned so that a panicking job fails its operation instead of the worker, and so that it
+    // can be aborted.
+    let mut job = tokio::spawn((kind.handler)(input, ctx));
+    // The timers are boxed: most jobs never need them, and unboxed each would hold its space
+    // (~0.1 KiB) in this future for the job's whole life.
+    let deadline = async {
+        match spec.timeout_ms {
+            Some(ms) => Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await,
+            None => std::future::pending().await,
+        }
+    };
+    let joined = tokio::select! {
+        joined = &mut job => Some(joined),
+        () = deadline => {
+            stop.fire(CancelReason::Deadline);
+            None
+        }
+        () = stop.token().cancelled() => None,
+    };
+    let (joined, forced) = match joined {
+        Some(joined) => (joined, false),
+        None => match Box::pin(tokio::time::timeout(shared.stop_grace, &mut job)).await {
+            Ok(joined) => (joined, false),
+            Err(_) => {
+                job.abort();
+                tracing::warn!(grace = ?shared.stop_grace, "job ignored its token: aborted");
+                (Ok(Err(JobError::Cancelled)), true)
+            }
+        },
+    };
+    let result: JobResult =
+        joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
+    (decide(result, stop.reason(), spec.timeout_ms), forced)
+}
