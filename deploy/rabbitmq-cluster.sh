@@ -8,6 +8,7 @@
 #   deploy/rabbitmq-cluster.sh kill DIR N  kill -9 node N (0-based): no clean shutdown
 #   deploy/rabbitmq-cluster.sh up DIR N    start node N again from its data; waits until it runs
 #                                          in the cluster again
+#   deploy/rabbitmq-cluster.sh await-queue DIR Q  until quorum queue Q is online on every node
 #   deploy/rabbitmq-cluster.sh stop DIR    stop every node and the epmd, remove DIR
 #
 # Needs the rabbitmq-server package (deploy/services.sh installs it) and python3 (free ports).
@@ -143,6 +144,21 @@ up)
     sleep 0.3
   done
   die "node $n did not rejoin the cluster"
+  ;;
+await-queue)
+  # await-queue DIR QUEUE: until the quorum queue has a member online on every node (a quorum
+  # queue declared just before a node is lost may not have elected its replicas yet).
+  queue=${3:?queue name}
+  nodes=$(ls -d "$DIR"/n* | wc -l)
+  for _ in $(seq 1 200); do
+    online=$(ctl 1 list_queues name online --formatter json 2>/dev/null | python3 -c '
+import json, sys
+q = [x for x in json.load(sys.stdin) if x.get("name") == sys.argv[1]]
+print(len(q[0].get("online") or []) if q else 0)' "$queue" 2>/dev/null || echo 0)
+    [[ $online == "$nodes" ]] && exit 0
+    sleep 0.3
+  done
+  die "queue $queue has not got a member online on every node"
   ;;
 stop)
   [[ -d $DIR ]] || exit 0
