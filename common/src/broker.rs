@@ -196,9 +196,15 @@ impl Broker {
         self.publisher().await.is_ok()
     }
 
-    /// Drops the connection after an error that may mean it is broken.
+    /// Drops the connection after an error that may mean it is broken. A nack counts: a quorum
+    /// queue's client state lives in the channel, and a channel opened while the queue's leader
+    /// was being elected again can go on nacking every publish after the new leader is up (seen
+    /// with RabbitMQ 3.10 for over a minute); a new channel finds the new leader at once.
     async fn forget(&self, e: &AmqpError) {
-        if matches!(e, AmqpError::Lapin(_) | AmqpError::Timeout(_)) {
+        if matches!(
+            e,
+            AmqpError::Lapin(_) | AmqpError::Timeout(_) | AmqpError::Nacked
+        ) {
             let mut state = self.inner.state.lock().await;
             if let Some((connection, _)) = state.session.take() {
                 let _ = connection.close(200, "reconnecting".into()).await;

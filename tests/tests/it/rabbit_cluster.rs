@@ -89,11 +89,6 @@ struct Stream {
     slowest: Duration,
 }
 
-// Known failing (see issue 12's note): it passed at 199b444 (first submit accepted 0.23 s after
-// the kill), then twice the new node nacked every publish for over 60 s after the queue leader's
-// node was killed, with the queue online on all three nodes before. Until that is understood it
-// runs only when asked: `cargo test -p lro-tests --test it -- --ignored rabbit_cluster::`.
-#[ignore = "quorum queue failover: publishes nacked after the leader's node is killed (issue 12)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
     let cluster = RabbitCluster::start().await;
