@@ -194,7 +194,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = crate::http::json_response(self.code.http_status(), &self.body());
+        let mut resp = crate::render::json_response(self.code.http_status(), &self.body());
         if let Some(challenge) = self.challenge() {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
@@ -178,7 +178,7 @@ async fn handle(
         }
         Route::Kinds => render::kinds(&svc.kinds(who).await?),
     };
-    Ok(json_response(200, &answer))
+    Ok(render::json_response(200, &answer))
 }
 
 /// The caller's W3C trace context (`traceparent`, `tracestate`); absent or invalid is `None`.
@@ -315,17 +315,6 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| ApiError::invalid("INVALID_JSON", format!("invalid JSON body: {e}")))
-}
-
-pub fn json_response(status: u16, body: &Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = (status, bytes).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 async fn fallback(method: Method, uri: Uri) -> Response {

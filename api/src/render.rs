@@ -3,8 +3,11 @@
 //! `lro.v1.OperationMetadata` (proto/lro/v1/operation_metadata.proto); a job's output is a
 //! `google.protobuf.Value` (a batch cancel's a `google.protobuf.Struct`), so it sits under
 //! `"value"`. Also the kinds, as the proto3 JSON of
-//! `lro.v1.ListKindsResponse`.
+//! `lro.v1.ListKindsResponse`; and the HTTP answer carrying such JSON ([`json_response`]), for
+//! the REST handlers and the error envelope alike.
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use lro_common::kinds::KindInfo;
 use lro_common::operation::{Operation, Phase, Terminal};
 use lro_common::time::{duration_json, timestamp_json};
@@ -135,4 +138,16 @@ fn metadata(op: &Operation) -> Value {
         m.insert("lastAttemptError".into(), status_json(s.code, &s.message));
     }
     Value::Object(m)
+}
+
+/// An HTTP answer with this status and JSON body (an unknown status becomes 500).
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }

@@ -9,17 +9,21 @@ use serde_json::json;
 
 use crate::job::{JobContext, JobError, JobResult, Kinds};
 
-/// The input types (and so the schemas the api checks) live in `lro_common::kinds`, where the api
-/// knows them without a worker; the checks here repeat what a schema cannot say or what an
-/// operation accepted before schemas existed may still hold.
-pub(crate) fn register(kinds: Kinds) -> Kinds {
-    kinds
-        .typed("sleep", |input, ctx| sleep(input, ctx, true))
-        .typed_uncancellable("uninterruptible", |input, ctx| sleep(input, ctx, false))
-        .typed("noop", |_: NoopInput, _ctx| async move { Ok(json!({})) })
-        .typed("fail", |input, _ctx| async move { fail(input) })
-        .typed("spin", spin)
-        .typed(BATCH_CANCEL, crate::batch::run)
+impl Kinds {
+    /// The built-in kinds (`sleep`, `noop`, `fail`, `spin`, `uninterruptible`, `batch-cancel`).
+    ///
+    /// The input types (and so the schemas the api checks) live in `lro_common::kinds`, where the
+    /// api knows them without a worker; the checks here repeat what a schema cannot say or what
+    /// an operation accepted before schemas existed may still hold.
+    pub fn builtin() -> Self {
+        Self::new()
+            .typed("sleep", |input, ctx| sleep(input, ctx, true))
+            .typed_uncancellable("uninterruptible", |input, ctx| sleep(input, ctx, false))
+            .typed("noop", |_: NoopInput, _ctx| async move { Ok(json!({})) })
+            .typed("fail", |input, _ctx| async move { fail(input) })
+            .typed("spin", spin)
+            .typed(BATCH_CANCEL, crate::batch::run)
+    }
 }
 
 /// Sleeps `duration` in `steps`, reporting progress after each; stops the instant its token

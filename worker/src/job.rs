@@ -198,11 +198,6 @@ impl Kinds {
         Self::default()
     }
 
-    /// The built-in kinds (`sleep`, `noop`, `fail`, `spin`, `uninterruptible`, `batch-cancel`).
-    pub fn builtin() -> Self {
-        crate::builtin::register(Self::new())
-    }
-
     /// Adds a cancellable kind taking any JSON object (its schema says only that).
     pub fn kind<F, Fut>(self, name: &str, f: F) -> Self
     where
