@@ -5,13 +5,17 @@
 //! Every change is read → pure transition ([`crate::operation`]) → one script that writes only if
 //! the version is unchanged (`scripts.rs`); a lost race re-reads and re-applies. A script that
 //! makes an operation done, or deletes it, publishes its name on [`Keys::done_channel`] so waiters
-//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the reaper's to-do lists
-//! `watch.rs`'s ([`Watch`]), the registered kinds `kinds.rs`'s.
+//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the 24 buckets a parent's
+//! operations are spread over `bucket.rs`'s ([`Bucket`]), the merged reads of a parent's bucket
+//! indexes `index.rs`'s, the reaper's to-do lists `watch.rs`'s ([`Watch`]), the registered kinds
+//! `kinds.rs`'s.
 //!
 //! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
 //! in one place. This module knows nothing of the broker, and decides no transition: callers pass
 //! them in.
 
+mod bucket;
+mod index;
 mod keys;
 mod kinds;
 mod scripts;
@@ -22,11 +26,12 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::name::{OperationName, Parent};
+use crate::name::OperationName;
 use crate::operation::{Operation, Refused};
 use crate::time::Millis;
 use crate::tls::ClientTls;
 use crate::wire::{self, WireError};
+pub use bucket::{BUCKETS, Bucket};
 pub use keys::Keys;
 use scripts::{Scripts, Versioned};
 pub use watch::{Watch, WatchEffect};
@@ -217,57 +222,19 @@ impl Store {
         Err(StoreError::Contended(name.to_string()))
     }
 
-    /// Up to `count` ids under `parent`, in id order, strictly after `after` (if given).
-    pub async fn index_page(
+    /// Sends independent commands, whose keys may be in different slots, at once, and answers
+    /// their replies in order: one pipeline on a standalone Redis.
+    async fn each<T: redis::FromRedisValue>(
         &self,
-        parent: &Parent,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.index(parent))
-            .arg(min)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(ids)
-    }
-
-    /// How many operations `parent` holds (its index's size).
-    pub async fn index_len(&self, parent: &Parent) -> Result<u64, StoreError> {
-        let n: u64 = redis::cmd("ZCARD")
-            .arg(self.keys.index(parent))
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(n)
-    }
-
-    /// Reads many operations in one round trip; ids whose record is gone are skipped.
-    pub async fn get_many(
-        &self,
-        parent: &Parent,
-        ids: &[String],
-    ) -> Result<Vec<Operation>, StoreError> {
-        if ids.is_empty() {
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, redis::RedisError> {
+        if cmds.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        for id in ids {
-            let name = parent.operation(id).map_err(|_| StoreError::BadIndex {
-                parent: parent.to_string(),
-                id: id.clone(),
-            })?;
-            pipe.cmd("HGET").arg(self.keys.op(&name)).arg("r");
+        for cmd in cmds {
+            pipe.add_command(cmd);
         }
-        let raw: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()).await?;
-        raw.into_iter()
-            .flatten()
-            .map(|r| wire::decode_record(&r).map_err(StoreError::from))
-            .collect()
+        pipe.query_async(&mut self.conn()).await
     }
 }

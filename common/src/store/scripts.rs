@@ -11,6 +11,7 @@
 use redis::{RedisError, Script};
 
 use super::Store;
+use super::bucket::Bucket;
 use super::watch::{Watch, WatchEffect};
 use crate::name::OperationName;
 use crate::operation::Operation;
@@ -76,6 +77,17 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 ";
 
+/// Claims bucket ARGV[1]'s sweep in the hash KEYS[1] for ARGV[2] ms (on Redis's clock, so the
+/// claimants' clocks need not agree) if no claim on it is still running: 1 claimed, 0 not.
+const CLAIM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if held > now then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+return 1
+";
+
 /// What a write conditioned on the record's version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Versioned {
@@ -102,6 +114,7 @@ pub(super) struct Scripts {
     cas: Script,
     delete: Script,
     rewatch: Script,
+    claim: Script,
 }
 
 impl Scripts {
@@ -111,6 +124,7 @@ impl Scripts {
             cas: Script::new(CAS),
             delete: Script::new(DELETE),
             rewatch: Script::new(REWATCH),
+            claim: Script::new(CLAIM),
         }
     }
 }
@@ -125,19 +139,28 @@ impl Store {
         watches: &[(Watch, Millis)],
     ) -> Result<Option<String>, RedisError> {
         let parent = op.name.parent();
+        let bucket = Bucket::of_id(op.name.id());
+        // The request-id key shares the record's slot only if the id was minted in the
+        // request's bucket (as the api does).
+        debug_assert!(
+            op.request_id
+                .as_deref()
+                .is_none_or(|r| Bucket::of_request(parent, r) == bucket),
+            "operation id not minted in its request id's bucket"
+        );
         let request_key = self
             .keys
             .request(parent, op.request_id.as_deref().unwrap_or(""));
         let mut script = self.scripts.create.key(self.keys.op(&op.name));
         script
-            .key(self.keys.index(parent))
+            .key(self.keys.index(parent, bucket))
             .key(request_key)
             .arg(wire::encode_record(op))
             .arg(op.name.id())
             .arg(if op.request_id.is_some() { "1" } else { "" })
             .arg(op.name.as_str());
         for (list, at) in watches {
-            script.key(self.keys.watch(*list)).arg(*at);
+            script.key(self.keys.watch(*list, bucket)).arg(*at);
         }
         script.invoke_async(&mut self.conn()).await
     }
@@ -168,7 +191,8 @@ impl Store {
                 WatchEffect::Move(list, at) => (list, "set", at),
                 WatchEffect::Remove(list, at) => (list, "rm", at),
             };
-            script.key(self.keys.watch(list)).arg(mode).arg(at);
+            let bucket = Bucket::of_id(name.id());
+            script.key(self.keys.watch(list, bucket)).arg(mode).arg(at);
         }
         Ok(Versioned::from_reply(
             script.invoke_async(&mut self.conn()).await?,
@@ -184,7 +208,7 @@ impl Store {
         request_id: Option<&str>,
     ) -> Result<Versioned, RedisError> {
         let mut script = self.scripts.delete.key(self.keys.op(name));
-        script.key(self.keys.index(name.parent()));
+        script.key(self.keys.index(name.parent(), Bucket::of_id(name.id())));
         if let Some(r) = request_id {
             script.key(self.keys.request(name.parent(), r));
         }
@@ -209,12 +233,29 @@ impl Store {
         let _: i64 = self
             .scripts
             .rewatch
-            .key(self.keys.watch(list))
+            .key(self.keys.watch(list, Bucket::of_id(name.id())))
             .arg(name.as_str())
             .arg(at)
             .arg(next.map(|n| n.to_string()).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// [`CLAIM`]: whether this caller now holds `bucket`'s sweep for `hold`.
+    pub(super) async fn script_claim(
+        &self,
+        bucket: Bucket,
+        hold: std::time::Duration,
+    ) -> Result<bool, RedisError> {
+        let claimed: i64 = self
+            .scripts
+            .claim
+            .key(self.keys.reaper())
+            .arg(bucket.index())
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(claimed == 1)
     }
 }
