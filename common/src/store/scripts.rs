@@ -148,9 +148,12 @@ impl Store {
                 .is_none_or(|r| Bucket::of_request(parent, r) == bucket),
             "operation id not minted in its request id's bucket"
         );
-        let request_key = self
-            .keys
-            .request(parent, op.request_id.as_deref().unwrap_or(""));
+        // Without a request id KEYS[3] is not read; the record's key holds its place (in the
+        // record's slot, as every key of the script must be).
+        let request_key = match op.request_id.as_deref() {
+            Some(r) => self.keys.request(parent, r),
+            None => self.keys.op(&op.name),
+        };
         let mut script = self.scripts.create.key(self.keys.op(&op.name));
         script
             .key(self.keys.index(parent, bucket))
