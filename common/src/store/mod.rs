@@ -1,6 +1,6 @@
 //! The Redis store: the single source of truth for every operation, and the only code of the api
 //! and the worker that reads or writes Redis keys (the api's `:wait` follower only subscribes, to
-//! the channel named here, through [`Store::client`]).
+//! the channel named here, through [`Store::clients`]).
 //!
 //! Every change is read → pure transition ([`crate::operation`]) → one script that writes only if
 //! the version is unchanged (`scripts.rs`); a lost race re-reads and re-applies. A script that
@@ -11,10 +11,11 @@
 //! `kinds.rs`'s.
 //!
 //! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
-//! in one place. This module knows nothing of the broker, and decides no transition: callers pass
+//! in one place: a standalone Redis or a Redis Cluster (`conn.rs`), the same code for both. This module knows nothing of the broker, and decides no transition: callers pass
 //! them in.
 
 mod bucket;
+mod conn;
 mod index;
 mod keys;
 mod kinds;
@@ -22,9 +23,6 @@ mod scripts;
 mod watch;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use redis::aio::ConnectionManager;
 
 use crate::name::OperationName;
 use crate::operation::{Operation, Refused};
@@ -32,6 +30,7 @@ use crate::time::Millis;
 use crate::tls::ClientTls;
 use crate::wire::{self, WireError};
 pub use bucket::{BUCKETS, Bucket};
+use conn::Conn;
 pub use keys::Keys;
 use scripts::{Scripts, Versioned};
 pub use watch::{Watch, WatchEffect};
@@ -64,30 +63,24 @@ pub enum Created {
 /// How many times a compare-and-set is retried when other writers keep winning.
 const MAX_CAS_RETRIES: usize = 64;
 
-/// The connection every command is sent on (multiplexed, reconnecting; cheap to clone).
-type Conn = ConnectionManager;
-
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
-    client: redis::Client,
+    /// One client per seed node, for the connections that must not share the multiplexed one.
+    clients: Vec<redis::Client>,
     keys: Keys,
     scripts: Arc<Scripts>,
 }
 
 impl Store {
-    /// Connects to Redis (`rediss://` trusting `tls`); fails if it does not answer.
+    /// Connects to Redis (`rediss://` trusting `tls`): one URL is a standalone Redis, a
+    /// comma-separated list the seed nodes of a Redis Cluster. Fails if it does not answer.
     pub async fn connect(url: &str, namespace: &str, tls: &ClientTls) -> Result<Self, StoreError> {
-        let client = tls.redis_client(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let (conn, clients) = Conn::connect(url, tls).await?;
         let store = Self {
             conn,
-            client,
+            clients,
             keys: Keys::new(namespace),
             scripts: Arc::new(Scripts::new()),
         };
@@ -105,9 +98,16 @@ impl Store {
         &self.keys
     }
 
-    /// The client, for connections that must not share the multiplexed one (pub/sub).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// One client per seed node, for connections that must not share the multiplexed one
+    /// (pub/sub: on a cluster, a message published on any node reaches subscribers on every
+    /// node, so subscribing through any one seed is enough).
+    pub fn clients(&self) -> &[redis::Client] {
+        &self.clients
+    }
+
+    /// Whether the store is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     /// The connection to send a command on: the one place that picks it.
@@ -222,19 +222,11 @@ impl Store {
         Err(StoreError::Contended(name.to_string()))
     }
 
-    /// Sends independent commands, whose keys may be in different slots, at once, and answers
-    /// their replies in order: one pipeline on a standalone Redis.
+    /// [`Conn::each`] on the store's connection.
     async fn each<T: redis::FromRedisValue>(
         &self,
         cmds: Vec<redis::Cmd>,
     ) -> Result<Vec<T>, redis::RedisError> {
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for cmd in cmds {
-            pipe.add_command(cmd);
-        }
-        pipe.query_async(&mut self.conn()).await
+        self.conn().each(cmds).await
     }
 }
