@@ -1,0 +1,108 @@
+//! A private Redis Cluster of 3 masters and 3 replicas (`deploy/redis-cluster.sh`) under the api,
+//! given the six nodes in `LRO_REDIS_URL`: 300 root and 300 parented submits land on every master
+//! about equally — each master holds 33 % ± 10 points of each parent's records — because each
+//! parent's operations are spread over 24 buckets whose hash tags split evenly over the masters.
+//!
+//! The suite's core modules also run against such a cluster (`deploy/test.sh`, last pass).
+
+use std::path::PathBuf;
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::harness::Env;
+
+/// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
+pub struct RedisCluster {
+    dir: PathBuf,
+    /// `LRO_REDIS_URL` for it: every node, the three masters first.
+    pub urls: String,
+}
+
+const SCRIPT: &str = "../deploy/redis-cluster.sh";
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("lro-redis-{}", uuid::Uuid::now_v7().simple()));
+        let mut cluster = Self {
+            dir,
+            urls: String::new(),
+        };
+        let stdout =
+            crate::harness::run_script(SCRIPT, ["start".as_ref(), cluster.dir.as_os_str()]).await;
+        cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
+        assert_eq!(cluster.urls.split(',').count(), 6, "{stdout}");
+        cluster
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let path = format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"));
+        let _ = std::process::Command::new("bash")
+            .arg(path)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_master_holds_a_third_of_each_parents_operations() {
+    let cluster = RedisCluster::start().await;
+    let urls = cluster.urls.clone();
+    let env = Env::start_with(|c| c.connections.redis_url = urls).await;
+    const EACH: usize = 300;
+    for parent in ["", "projects/p1"] {
+        for chunk in 0..EACH / 50 {
+            // Half with a request id (the id is minted in the request's bucket), half without.
+            let submits = (0..50).map(|i| {
+                let mut body = json!({ "kind": "noop", "input": {} });
+                if i % 2 == 0 {
+                    body["requestId"] = json!(format!("{chunk}-{i}"));
+                }
+                env.api.submit_with(parent, body)
+            });
+            for reply in join_all(submits).await {
+                reply.ok();
+            }
+        }
+    }
+
+    let tls = lro_common::tls::ClientTls::system();
+    let masters = lro_tests::redis_nodes::masters(&cluster.urls, &tls)
+        .await
+        .expect("masters");
+    assert_eq!(masters.len(), 3);
+    let ns = &env.sys.namespace;
+    let mut totals = [0usize; 2];
+    let mut counts = Vec::new();
+    for master in &masters {
+        let keys = lro_tests::redis_nodes::scan(master, &format!("{ns}:op:*"))
+            .await
+            .expect("scan");
+        let root = keys.iter().filter(|k| k.contains("}:-:")).count();
+        let parented = keys.iter().filter(|k| k.contains("}:projects/p1:")).count();
+        assert_eq!(root + parented, keys.len(), "{keys:?}");
+        totals[0] += root;
+        totals[1] += parented;
+        counts.push([root, parented]);
+    }
+    assert_eq!(totals, [EACH, EACH], "every record is on some master");
+    for (m, [root, parented]) in counts.iter().enumerate() {
+        let share = |n: usize| n as f64 * 100.0 / EACH as f64;
+        println!(
+            "master {m}: root {root} ({:.1} %), projects/p1 {parented} ({:.1} %)",
+            share(*root),
+            share(*parented)
+        );
+        for n in [*root, *parented] {
+            assert!(
+                (share(n) - 100.0 / 3.0).abs() <= 10.0,
+                "master {m} holds {:.1} % of a parent's records: {counts:?}",
+                share(n)
+            );
+        }
+    }
+    drop(env); // (before the cluster goes, so the namespace is removed from it)
+}
