@@ -82,9 +82,15 @@ EOF
     die "the cluster was not created: see $DIR/create.out"
   for _ in $(seq 1 200); do
     # Ready when the state is ok and every node knows the roles `create` gave: 3 masters, each
-    # with its replica (gossip takes a moment after the slots are assigned).
+    # with its replica (gossip takes a moment after the slots are assigned), and every replica
+    # has synced with its master (one that has not cannot take over when its master dies).
     roles=$(redis-cli -p "${ports[0]}" cluster nodes 2>/dev/null | grep -c ' slave ' || true)
-    if ((roles == NODES / 2)) &&
+    synced=0
+    for p in "${ports[@]}"; do
+      redis-cli -p "$p" info replication 2>/dev/null | grep -q '^master_link_status:up' &&
+        synced=$((synced + 1))
+    done
+    if ((roles == NODES / 2 && synced == NODES / 2)) &&
       redis-cli -p "${ports[0]}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
       urls=()
       for a in "${addrs[@]}"; do urls+=("redis://$a"); done
