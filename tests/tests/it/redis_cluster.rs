@@ -3,14 +3,19 @@
 //! about equally — each master holds 33 % ± 10 points of each parent's records — because each
 //! parent's operations are spread over 24 buckets whose hash tags split evenly over the masters.
 //!
+//! And when the master the api's `:wait` follower subscribed through is killed, its replica takes
+//! over, submits succeed again, and a `:wait` is still woken by the change itself: the follower
+//! resubscribed through another seed node.
+//!
 //! The suite's core modules also run against such a cluster (`deploy/test.sh`, last pass).
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::harness::Env;
+use crate::harness::{Env, Probe, eventually, name_of, state_of};
 
 /// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
 pub struct RedisCluster {
@@ -33,6 +38,16 @@ impl RedisCluster {
         cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
         assert_eq!(cluster.urls.split(',').count(), 6, "{stdout}");
         cluster
+    }
+
+    /// `kill -9` of node `node` (0-2 start as masters).
+    pub async fn kill(&self, node: usize) {
+        let node = ["0", "1", "2", "3", "4", "5"][node];
+        crate::harness::run_script(
+            SCRIPT,
+            ["kill".as_ref(), self.dir.as_os_str(), node.as_ref()],
+        )
+        .await;
     }
 }
 
@@ -105,4 +120,46 @@ async fn each_master_holds_a_third_of_each_parents_operations() {
         }
     }
     drop(env); // (before the cluster goes, so the namespace is removed from it)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_is_woken_after_the_master_it_subscribed_through_is_killed() {
+    let cluster = RedisCluster::start().await;
+    let urls = cluster.urls.clone();
+    let mut env = Env::start_with(|c| c.connections.redis_url = urls).await;
+    let probe = Probe::default();
+    env.worker(probe.kinds(), 4).await;
+    let before = name_of(&env.api.submit("", "noop", json!({})).await);
+    assert_eq!(
+        state_of(&env.api.wait(&before, "10s").await.ok()),
+        "SUCCEEDED"
+    );
+
+    // Node 0 is the first seed: the one the follower subscribed through.
+    cluster.kill(0).await;
+    let name = eventually("a submit accepted after the failover", || async {
+        let reply = env
+            .api
+            .submit_with("", json!({ "kind": "gate", "input": {} }))
+            .await;
+        (reply.status == 200).then(|| name_of(&reply.body))
+    })
+    .await;
+    probe.started(&name).await;
+    let api = env.api.clone();
+    let waiting = tokio::spawn({
+        let name = name.clone();
+        async move { api.wait(&name, "60s").await }
+    });
+    assert_eq!(state_of(&env.api.get(&name).await.ok()), "RUNNING");
+    let released = Instant::now();
+    probe.release(&name);
+    let op = waiting.await.expect("wait task").ok();
+    let took = released.elapsed();
+    assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+    assert!(
+        took < Duration::from_secs(5),
+        "wait answered {took:?} after completion"
+    );
+    drop(env);
 }
