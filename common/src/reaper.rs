@@ -1,7 +1,7 @@
 //! Recovery: nothing accepted is left stranded when a process dies at the wrong moment. A reaper
 //! runs in every api and worker process and, each tick, looks at the due entries of the watch
 //! lists ([`crate::store::Watch`]) of every bucket it can claim for that tick: the lists are per
-//! [`Bucket`], and one claim per bucket (`{ns}:reaper`) means that however many processes run,
+//! [`Bucket`], and one claim per bucket (`{ns}:reaper:{B}`) means that however many processes run,
 //! each bucket's entries are looked at once per claim, by one of them.
 //!
 //! Two failures leave an operation that nobody will move on its own:
@@ -79,10 +79,12 @@ pub async fn run(
                     tracing::info!(?swept, bucket = bucket.index(), "reaper");
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "reaper sweep failed; retrying next tick");
-                    break;
-                }
+                // Another bucket may be on a master that answers: go on with it.
+                Err(e) => tracing::warn!(
+                    bucket = bucket.index(),
+                    error = %e,
+                    "reaper sweep failed; retrying next tick"
+                ),
             }
         }
     }

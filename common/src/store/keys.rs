@@ -9,14 +9,15 @@
 //! | `{ns}:watch:leases:{B}` | sorted set | names of bucket B's operations a worker started, scored by when their lease ends |
 //! | `{ns}:watch:unpublished:{B}` | sorted set | names of bucket B's operations being queued, scored by when to re-publish them if their publish was never confirmed |
 //! | `{ns}:watch:retention:{B}` | sorted set | names of bucket B's operations with a retention, scored by when to see whether they may be deleted |
-//! | `{ns}:reaper` | hash | per bucket (field: its number), until when (ms, Redis clock) one reaper has claimed that bucket's sweep |
+//! | `{ns}:reaper:{B}` | string | present (with an expiry of one reaper tick) while one reaper has claimed bucket B's sweep |
 //!
 //! `{B}` is the hash tag of a [`Bucket`] (`{bd}`, `{ae}`, …), and `{parent}` is `-` for the root.
 //! An operation's bucket follows from its id; a request id's from the parent and the request id,
 //! and the api mints the id of the operation it creates in that bucket. So the record, its index
 //! entry, its request-id entry and its watch-list entries share one slot, and every script
-//! touches one slot. The kinds hash, the reaper's claims and the done channel are in slots of their
-//! own and only ever touched alone. This module only names keys; it reads and writes nothing.
+//! touches one slot; a bucket's reaper claim is in its slot too, so a bucket stays sweepable
+//! whichever other master is down. The kinds hash and the done channel are in slots of their own
+//! and only ever touched alone. This module only names keys; it reads and writes nothing.
 
 use super::bucket::Bucket;
 use super::watch::Watch;
@@ -78,9 +79,9 @@ impl Keys {
         format!("{}:watch:{list}:{{{}}}", self.ns, bucket.tag())
     }
 
-    /// The reapers' claims, one field per bucket.
-    pub fn reaper(&self) -> String {
-        format!("{}:reaper", self.ns)
+    /// The reapers' claim on `bucket`'s sweep.
+    pub fn reaper(&self, bucket: Bucket) -> String {
+        format!("{}:reaper:{{{}}}", self.ns, bucket.tag())
     }
 
     /// Pub/sub channel carrying the name of every operation that became done or was deleted.
@@ -128,6 +129,7 @@ mod tests {
                 let slot = key_slot(&keys.op(&name));
                 assert_eq!(key_slot(&keys.index(&parent, bucket)), slot);
                 assert_eq!(key_slot(&keys.request(&parent, request)), slot);
+                assert_eq!(key_slot(&keys.reaper(bucket)), slot);
                 for list in [Watch::Leases, Watch::Unpublished, Watch::Retention] {
                     assert_eq!(key_slot(&keys.watch(list, bucket)), slot);
                 }

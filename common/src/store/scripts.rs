@@ -77,17 +77,6 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 ";
 
-/// Claims bucket ARGV[1]'s sweep in the hash KEYS[1] for ARGV[2] ms (on Redis's clock, so the
-/// claimants' clocks need not agree) if no claim on it is still running: 1 claimed, 0 not.
-const CLAIM: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if held > now then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
-return 1
-";
-
 /// What a write conditioned on the record's version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Versioned {
@@ -114,7 +103,6 @@ pub(super) struct Scripts {
     cas: Script,
     delete: Script,
     rewatch: Script,
-    claim: Script,
 }
 
 impl Scripts {
@@ -124,7 +112,6 @@ impl Scripts {
             cas: Script::new(CAS),
             delete: Script::new(DELETE),
             rewatch: Script::new(REWATCH),
-            claim: Script::new(CLAIM),
         }
     }
 }
@@ -243,22 +230,5 @@ impl Store {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
-    }
-
-    /// [`CLAIM`]: whether this caller now holds `bucket`'s sweep for `hold`.
-    pub(super) async fn script_claim(
-        &self,
-        bucket: Bucket,
-        hold: std::time::Duration,
-    ) -> Result<bool, RedisError> {
-        let claimed: i64 = self
-            .scripts
-            .claim
-            .key(self.keys.reaper())
-            .arg(bucket.index())
-            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(claimed == 1)
     }
 }

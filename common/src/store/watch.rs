@@ -134,13 +134,22 @@ impl Store {
         Ok(due)
     }
 
-    /// Claims `bucket`'s sweep for `hold` unless another reaper's claim on it is still running:
-    /// whether this caller is the one to sweep it now.
+    /// Claims `bucket`'s sweep for `hold` unless another reaper's claim on it is still running
+    /// (`SET NX PX` on the bucket's own claim key, so it expires on Redis's clock and lives in the
+    /// bucket's slot): whether this caller is the one to sweep it now.
     pub async fn claim_sweep(
         &self,
         bucket: Bucket,
         hold: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        Ok(self.script_claim(bucket, hold).await?)
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(self.keys.reaper(bucket))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(claimed.is_some())
     }
 }
