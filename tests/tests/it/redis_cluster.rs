@@ -119,6 +119,30 @@ async fn each_master_holds_a_third_of_each_parents_operations() {
             );
         }
     }
+
+    // And a parent's list merges its buckets from every master into one id-ordered walk, by
+    // pages of 7 (many pages, each needing ids of several buckets).
+    for collection in ["operations", "projects/p1/operations"] {
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let query = format!("pageSize=7&pageToken={token}");
+            let page = env.api.list(collection, &query).await.ok();
+            for op in page["operations"].as_array().into_iter().flatten() {
+                let name = name_of(op);
+                ids.push(name.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+            match page["nextPageToken"].as_str() {
+                Some(t) => token = t.to_owned(),
+                None => break,
+            }
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids.len(), EACH, "{collection}: every operation once");
+        assert_eq!(ids, sorted, "{collection}: in id order, without repeats");
+    }
     drop(env); // (before the cluster goes, so the namespace is removed from it)
 }
 
