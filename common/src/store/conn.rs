@@ -100,11 +100,6 @@ impl Conn {
             }
         }
     }
-
-    /// Whether this is a cluster.
-    pub(super) fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
 }
 
 impl ConnectionLike for Conn {

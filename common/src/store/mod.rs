@@ -105,11 +105,6 @@ impl Store {
         &self.clients
     }
 
-    /// Whether the store is a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        self.conn.is_cluster()
-    }
-
     /// The connection to send a command on: the one place that picks it.
     fn conn(&self) -> Conn {
         self.conn.clone()
