@@ -634,10 +634,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    run_script_with(script, args, &[]).await
+}
+
+/// [`run_script`] with these environment variables set.
+pub async fn run_script_with<I, S>(
+    script: &str,
+    args: I,
+    vars: &[(&str, &std::ffi::OsStr)],
+) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let path = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new("bash")
         .arg(&path)
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await

@@ -28,13 +28,34 @@ const SCRIPT: &str = "../deploy/redis-cluster.sh";
 
 impl RedisCluster {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A cluster that speaks TLS only, with `pki`'s server certificate.
+    pub async fn start_tls(pki: &crate::tls::Pki) -> Self {
+        let files = pki.files();
+        let cluster = Self::start_with(&[
+            ("REDIS_CLUSTER_TLS_CERT", files.cert.as_os_str()),
+            ("REDIS_CLUSTER_TLS_KEY", files.key.as_os_str()),
+            ("REDIS_CLUSTER_TLS_CA", pki.ca.as_os_str()),
+        ])
+        .await;
+        assert!(cluster.urls.starts_with("rediss://"), "{}", cluster.urls);
+        cluster
+    }
+
+    async fn start_with(vars: &[(&str, &std::ffi::OsStr)]) -> Self {
         let dir = std::env::temp_dir().join(format!("lro-redis-{}", uuid::Uuid::now_v7().simple()));
         let mut cluster = Self {
             dir,
             urls: String::new(),
         };
-        let stdout =
-            crate::harness::run_script(SCRIPT, ["start".as_ref(), cluster.dir.as_os_str()]).await;
+        let stdout = crate::harness::run_script_with(
+            SCRIPT,
+            ["start".as_ref(), cluster.dir.as_os_str()],
+            vars,
+        )
+        .await;
         cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
         assert_eq!(cluster.urls.split(',').count(), 6, "{stdout}");
         cluster
@@ -185,5 +206,29 @@ async fn wait_is_woken_after_the_master_it_subscribed_through_is_killed() {
         took < Duration::from_secs(5),
         "wait answered {took:?} after completion"
     );
+    drop(env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_cluster_is_used_through_rediss_seeds_trusting_the_given_ca() {
+    let pki = crate::tls::Pki::new();
+    let cluster = RedisCluster::start_tls(&pki).await;
+    let (urls, ca) = (cluster.urls.clone(), pki.ca.clone());
+    let mut env = Env::start_with(|c| {
+        c.connections.redis_url = urls;
+        c.connections.tls_ca_file = Some(ca);
+    })
+    .await;
+    env.worker(lro_worker::Kinds::builtin(), 2).await;
+    let names: Vec<String> =
+        join_all((0..24).map(|_| env.api.submit("projects/t", "noop", json!({}))))
+            .await
+            .iter()
+            .map(name_of)
+            .collect();
+    for name in &names {
+        // Woken through the follower's rediss:// subscription.
+        assert_eq!(state_of(&env.api.wait(name, "20s").await.ok()), "SUCCEEDED");
+    }
     drop(env);
 }
