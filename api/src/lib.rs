@@ -149,7 +149,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let svc = self.service;
         tokio::spawn(svc.waiters.clone().follow(
-            svc.store.client().clone(),
+            svc.store.clients().to_vec(),
             svc.store.keys().done_channel(),
             shutdown.clone(),
         ));

@@ -20,7 +20,7 @@ use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
 use lro_common::otel;
 use lro_common::publish;
 use lro_common::status::Code;
-use lro_common::store::{Created, Store, StoreError};
+use lro_common::store::{Bucket, Created, Store, StoreError};
 use lro_common::time::now_millis;
 use lro_common::trace::TraceContext;
 use serde_json::Value;
@@ -207,7 +207,12 @@ impl Service {
                 Some(ms)
             }
         };
-        let id = uuid::Uuid::now_v7().to_string();
+        // An operation with a request id is minted in that request's bucket, so the request-id
+        // entry shares its slot and the create stays one script.
+        let id = match &request_id {
+            Some(r) => Bucket::of_request(&parent, r).new_id(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
         let name = parent
             .operation(&id)
             .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;

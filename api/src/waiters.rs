@@ -3,7 +3,9 @@
 //! One task per api process subscribes to the store's done channel (Redis pub/sub) and notifies
 //! the waiters registered for the published name. When the subscription drops it reconnects and
 //! wakes every waiter, so each re-reads the record: a notification lost in between costs nothing
-//! but a re-read.
+//! but a re-read. On a Redis Cluster it subscribes through one seed node (classic pub/sub is
+//! cluster-wide: a `PUBLISH` on any node reaches subscribers on every node), and when that node
+//! goes away or refuses, through the next seed of the list.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -60,10 +62,19 @@ impl Waiters {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Follows the done channel until shutdown, reconnecting as needed.
-    pub async fn follow(self, client: redis::Client, channel: String, shutdown: CancellationToken) {
+    /// Follows the done channel until shutdown, through the seed nodes `clients` in turn,
+    /// reconnecting as needed.
+    pub async fn follow(
+        self,
+        clients: Vec<redis::Client>,
+        channel: String,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
+        for client in clients.iter().cycle() {
+            if shutdown.is_cancelled() {
+                return;
+            }
             match client.get_async_pubsub().await {
                 Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                     Ok(()) => {

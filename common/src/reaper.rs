@@ -1,6 +1,8 @@
 //! Recovery: nothing accepted is left stranded when a process dies at the wrong moment. A reaper
 //! runs in every api and worker process and, each tick, looks at the due entries of the watch
-//! lists ([`crate::store::Watch`]).
+//! lists ([`crate::store::Watch`]) of every bucket it can claim for that tick: the lists are per
+//! [`Bucket`], and one claim per bucket (`{ns}:reaper:{B}`) means that however many processes run,
+//! each bucket's entries are looked at once per claim, by one of them.
 //!
 //! Two failures leave an operation that nobody will move on its own:
 //! - its worker died, hung or was cut off while running it. The lease owns a running job, not
@@ -29,10 +31,10 @@ use crate::broker::Broker;
 use crate::metrics::ReaperMetrics;
 use crate::operation::{Expired, Refused};
 use crate::publish::{REPUBLISH_AFTER, guard_publish, publish};
-use crate::store::{Store, StoreError, Watch};
+use crate::store::{BUCKETS, Bucket, Store, StoreError, Watch};
 use crate::time::{Millis, millis, now_millis};
 
-/// Entries handled per watch list per tick.
+/// Entries handled per watch list per bucket per tick.
 const BATCH: usize = 200;
 
 /// What one sweep did, for logs and tests.
@@ -48,7 +50,10 @@ pub struct Swept {
     pub deleted: usize,
 }
 
-/// Sweeps every `tick` until `shutdown`, counting what it did in `metrics`.
+/// Sweeps every `tick` until `shutdown`, counting what it did in `metrics`. Each tick it walks
+/// every bucket from a random one on, and sweeps those it can claim for a tick
+/// ([`Store::claim_sweep`]): with many processes, each bucket's sweep is done by one of them per
+/// claim, and reapers that tick together share the buckets out.
 pub async fn run(
     store: Store,
     publisher: Broker,
@@ -61,21 +66,53 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
-        match sweep(&store, &publisher, now_millis()).await {
-            Ok(swept) if swept != Swept::default() => {
-                metrics.record(&swept);
-                tracing::info!(?swept, "reaper");
+        let start = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % usize::from(BUCKETS);
+        for bucket in Bucket::all().cycle().skip(start).take(usize::from(BUCKETS)) {
+            let swept = match store.claim_sweep(bucket, tick).await {
+                Ok(true) => sweep_bucket(&store, &publisher, bucket, now_millis()).await,
+                Ok(false) => continue,
+                Err(e) => Err(e),
+            };
+            match swept {
+                Ok(swept) if swept != Swept::default() => {
+                    metrics.record(&swept);
+                    tracing::info!(?swept, bucket = bucket.index(), "reaper");
+                }
+                Ok(_) => {}
+                // Another bucket may be on a master that answers: go on with it.
+                Err(e) => tracing::warn!(
+                    bucket = bucket.index(),
+                    error = %e,
+                    "reaper sweep failed; retrying next tick"
+                ),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reaper sweep failed; retrying next tick"),
         }
     }
 }
 
-/// Looks at every due watch-list entry once.
+/// Looks at every due watch-list entry of every bucket once, claimed or not (for tests and
+/// tools: the running reaper sweeps the buckets it claims).
 pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
-    for (name, due) in store.due(Watch::Leases, now, BATCH).await? {
+    for bucket in Bucket::all() {
+        let s = sweep_bucket(store, publisher, bucket, now).await?;
+        swept.requeued += s.requeued;
+        swept.ended += s.ended;
+        swept.republished += s.republished;
+        swept.deleted += s.deleted;
+    }
+    Ok(swept)
+}
+
+/// Looks at every due entry of `bucket`'s watch lists once.
+pub async fn sweep_bucket(
+    store: &Store,
+    publisher: &Broker,
+    bucket: Bucket,
+    now: Millis,
+) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    for (name, due) in store.due_in(Watch::Leases, bucket, now, BATCH).await? {
         // Guarded before the write when it would requeue: if this reaper dies between requeueing
         // the operation and publishing it, another one publishes it. (Only then: a guard armed
         // anew would postpone a retry's.)
@@ -134,7 +171,7 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
             Err(e) => return Err(e),
         }
     }
-    for (name, due) in store.due(Watch::Unpublished, now, BATCH).await? {
+    for (name, due) in store.due_in(Watch::Unpublished, bucket, now, BATCH).await? {
         let queued = match store.get(&name).await {
             Ok(op) if op.state() == crate::operation::State::Queued => {
                 // A retry's backoff is not over yet: publish it when it is.
@@ -159,7 +196,7 @@ pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swe
         }
         store.unwatch(Watch::Unpublished, &name, due).await?;
     }
-    for (name, due) in store.due(Watch::Retention, now, BATCH).await? {
+    for (name, due) in store.due_in(Watch::Retention, bucket, now, BATCH).await? {
         let op = match store.get(&name).await {
             Ok(op) => op,
             Err(StoreError::NotFound) => {

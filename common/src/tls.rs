@@ -87,6 +87,36 @@ impl ClientTls {
         }
     }
 
+    /// A Redis Cluster client seeded with `urls` (all `redis://` or all `rediss://`), trusting the
+    /// same roots as [`ClientTls::redis_client`].
+    pub fn redis_cluster_client(
+        &self,
+        urls: &[&str],
+    ) -> redis::RedisResult<redis::cluster::ClusterClientBuilder> {
+        let tls: Vec<bool> = urls
+            .iter()
+            .map(|u| u.trim_start().to_ascii_lowercase().starts_with("rediss://"))
+            .collect();
+        if tls.iter().any(|&t| t) && !tls.iter().all(|&t| t) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "redis cluster seed nodes mix redis:// and rediss://",
+            )));
+        }
+        let builder = redis::cluster::ClusterClientBuilder::new(urls.to_vec());
+        Ok(match &self.extra_ca_pem {
+            Some(extra) if tls.iter().all(|&t| t) => {
+                let mut roots = system_roots_pem();
+                roots.push_str(extra);
+                builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots.into_bytes()),
+                })
+            }
+            _ => builder,
+        })
+    }
+
     /// lapin's TLS settings: it loads the system's roots itself and adds these.
     pub fn amqp(&self) -> lapin::tcp::OwnedTLSConfig {
         lapin::tcp::OwnedTLSConfig {

@@ -3,6 +3,7 @@
 //! benchmark program; stops everything when dropped. [`procs`] runs the real binaries instead.
 
 pub mod procs;
+pub mod redis_nodes;
 
 use std::net::SocketAddr;
 
@@ -119,11 +120,15 @@ impl Drop for System {
 }
 
 /// The shared services, in `namespace` — or, for a pass of the suite against a cluster, the nodes
-/// `LRO_TEST_AMQP_URL` lists (`deploy/test.sh` sets it).
+/// `LRO_TEST_AMQP_URL` (a RabbitMQ cluster) and `LRO_TEST_REDIS_URL` (a Redis Cluster's seeds)
+/// list (`deploy/test.sh` sets them).
 pub fn connections_for(namespace: &str) -> Connections {
     let mut connections = Connections::local(namespace);
     if let Ok(urls) = std::env::var("LRO_TEST_AMQP_URL") {
         connections.amqp_url = urls;
+    }
+    if let Ok(urls) = std::env::var("LRO_TEST_REDIS_URL") {
+        connections.redis_url = urls;
     }
     connections
 }
@@ -132,29 +137,7 @@ pub fn connections_for(namespace: &str) -> Connections {
 pub async fn remove_namespace(connections: &Connections) -> anyhow::Result<()> {
     let ns = &connections.namespace;
     let tls = connections.client_tls()?;
-    let client = tls.redis_client(&connections.redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{ns}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    redis_nodes::remove_keys(&connections.redis_url, &tls, ns).await?;
     let topology = connections.topology();
     let amqp = lro_common::broker::Nodes::parse(&connections.amqp_url)?
         .connect(&tls)

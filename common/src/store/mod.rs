@@ -1,32 +1,36 @@
 //! The Redis store: the single source of truth for every operation, and the only code of the api
 //! and the worker that reads or writes Redis keys (the api's `:wait` follower only subscribes, to
-//! the channel named here, through [`Store::client`]).
+//! the channel named here, through [`Store::clients`]).
 //!
 //! Every change is read → pure transition ([`crate::operation`]) → one script that writes only if
 //! the version is unchanged (`scripts.rs`); a lost race re-reads and re-applies. A script that
 //! makes an operation done, or deletes it, publishes its name on [`Keys::done_channel`] so waiters
-//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the reaper's to-do lists
-//! `watch.rs`'s ([`Watch`]), the registered kinds `kinds.rs`'s.
+//! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the 24 buckets a parent's
+//! operations are spread over `bucket.rs`'s ([`Bucket`]), the merged reads of a parent's bucket
+//! indexes `index.rs`'s, the reaper's to-do lists `watch.rs`'s ([`Watch`]), the registered kinds
+//! `kinds.rs`'s.
 //!
 //! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
-//! in one place. This module knows nothing of the broker, and decides no transition: callers pass
+//! in one place: a standalone Redis or a Redis Cluster (`conn.rs`), the same code for both. This module knows nothing of the broker, and decides no transition: callers pass
 //! them in.
 
+mod bucket;
+mod conn;
+mod index;
 mod keys;
 mod kinds;
 mod scripts;
 mod watch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
-use crate::name::{OperationName, Parent};
+use crate::name::OperationName;
 use crate::operation::{Operation, Refused};
 use crate::time::Millis;
 use crate::tls::ClientTls;
 use crate::wire::{self, WireError};
+pub use bucket::{BUCKETS, Bucket};
+use conn::Conn;
 pub use keys::Keys;
 use scripts::{Scripts, Versioned};
 pub use watch::{Watch, WatchEffect};
@@ -59,30 +63,24 @@ pub enum Created {
 /// How many times a compare-and-set is retried when other writers keep winning.
 const MAX_CAS_RETRIES: usize = 64;
 
-/// The connection every command is sent on (multiplexed, reconnecting; cheap to clone).
-type Conn = ConnectionManager;
-
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
-    client: redis::Client,
+    /// One client per seed node, for the connections that must not share the multiplexed one.
+    clients: Vec<redis::Client>,
     keys: Keys,
     scripts: Arc<Scripts>,
 }
 
 impl Store {
-    /// Connects to Redis (`rediss://` trusting `tls`); fails if it does not answer.
+    /// Connects to Redis (`rediss://` trusting `tls`): one URL is a standalone Redis, a
+    /// comma-separated list the seed nodes of a Redis Cluster. Fails if it does not answer.
     pub async fn connect(url: &str, namespace: &str, tls: &ClientTls) -> Result<Self, StoreError> {
-        let client = tls.redis_client(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let (conn, clients) = Conn::connect(url, tls).await?;
         let store = Self {
             conn,
-            client,
+            clients,
             keys: Keys::new(namespace),
             scripts: Arc::new(Scripts::new()),
         };
@@ -100,9 +98,11 @@ impl Store {
         &self.keys
     }
 
-    /// The client, for connections that must not share the multiplexed one (pub/sub).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// One client per seed node, for connections that must not share the multiplexed one
+    /// (pub/sub: on a cluster, a message published on any node reaches subscribers on every
+    /// node, so subscribing through any one seed is enough).
+    pub fn clients(&self) -> &[redis::Client] {
+        &self.clients
     }
 
     /// The connection to send a command on: the one place that picks it.
@@ -217,57 +217,11 @@ impl Store {
         Err(StoreError::Contended(name.to_string()))
     }
 
-    /// Up to `count` ids under `parent`, in id order, strictly after `after` (if given).
-    pub async fn index_page(
+    /// [`Conn::each`] on the store's connection.
+    async fn each<T: redis::FromRedisValue>(
         &self,
-        parent: &Parent,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.index(parent))
-            .arg(min)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(ids)
-    }
-
-    /// How many operations `parent` holds (its index's size).
-    pub async fn index_len(&self, parent: &Parent) -> Result<u64, StoreError> {
-        let n: u64 = redis::cmd("ZCARD")
-            .arg(self.keys.index(parent))
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(n)
-    }
-
-    /// Reads many operations in one round trip; ids whose record is gone are skipped.
-    pub async fn get_many(
-        &self,
-        parent: &Parent,
-        ids: &[String],
-    ) -> Result<Vec<Operation>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            let name = parent.operation(id).map_err(|_| StoreError::BadIndex {
-                parent: parent.to_string(),
-                id: id.clone(),
-            })?;
-            pipe.cmd("HGET").arg(self.keys.op(&name)).arg("r");
-        }
-        let raw: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()).await?;
-        raw.into_iter()
-            .flatten()
-            .map(|r| wire::decode_record(&r).map_err(StoreError::from))
-            .collect()
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, redis::RedisError> {
+        self.conn().each(cmds).await
     }
 }

@@ -11,6 +11,7 @@
 use redis::{RedisError, Script};
 
 use super::Store;
+use super::bucket::Bucket;
 use super::watch::{Watch, WatchEffect};
 use crate::name::OperationName;
 use crate::operation::Operation;
@@ -125,19 +126,31 @@ impl Store {
         watches: &[(Watch, Millis)],
     ) -> Result<Option<String>, RedisError> {
         let parent = op.name.parent();
-        let request_key = self
-            .keys
-            .request(parent, op.request_id.as_deref().unwrap_or(""));
+        let bucket = Bucket::of_id(op.name.id());
+        // The request-id key shares the record's slot only if the id was minted in the
+        // request's bucket (as the api does).
+        debug_assert!(
+            op.request_id
+                .as_deref()
+                .is_none_or(|r| Bucket::of_request(parent, r) == bucket),
+            "operation id not minted in its request id's bucket"
+        );
+        // Without a request id KEYS[3] is not read; the record's key holds its place (in the
+        // record's slot, as every key of the script must be).
+        let request_key = match op.request_id.as_deref() {
+            Some(r) => self.keys.request(parent, r),
+            None => self.keys.op(&op.name),
+        };
         let mut script = self.scripts.create.key(self.keys.op(&op.name));
         script
-            .key(self.keys.index(parent))
+            .key(self.keys.index(parent, bucket))
             .key(request_key)
             .arg(wire::encode_record(op))
             .arg(op.name.id())
             .arg(if op.request_id.is_some() { "1" } else { "" })
             .arg(op.name.as_str());
         for (list, at) in watches {
-            script.key(self.keys.watch(*list)).arg(*at);
+            script.key(self.keys.watch(*list, bucket)).arg(*at);
         }
         script.invoke_async(&mut self.conn()).await
     }
@@ -168,7 +181,8 @@ impl Store {
                 WatchEffect::Move(list, at) => (list, "set", at),
                 WatchEffect::Remove(list, at) => (list, "rm", at),
             };
-            script.key(self.keys.watch(list)).arg(mode).arg(at);
+            let bucket = Bucket::of_id(name.id());
+            script.key(self.keys.watch(list, bucket)).arg(mode).arg(at);
         }
         Ok(Versioned::from_reply(
             script.invoke_async(&mut self.conn()).await?,
@@ -184,7 +198,7 @@ impl Store {
         request_id: Option<&str>,
     ) -> Result<Versioned, RedisError> {
         let mut script = self.scripts.delete.key(self.keys.op(name));
-        script.key(self.keys.index(name.parent()));
+        script.key(self.keys.index(name.parent(), Bucket::of_id(name.id())));
         if let Some(r) = request_id {
             script.key(self.keys.request(name.parent(), r));
         }
@@ -209,7 +223,7 @@ impl Store {
         let _: i64 = self
             .scripts
             .rewatch
-            .key(self.keys.watch(list))
+            .key(self.keys.watch(list, Bucket::of_id(name.id())))
             .arg(name.as_str())
             .arg(at)
             .arg(next.map(|n| n.to_string()).unwrap_or_default())

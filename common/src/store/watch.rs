@@ -12,6 +12,7 @@
 
 use redis::AsyncCommands;
 
+use super::bucket::Bucket;
 use super::{Store, StoreError};
 use crate::name::OperationName;
 use crate::time::Millis;
@@ -50,7 +51,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _: i64 = self
             .conn()
-            .zadd(self.keys.watch(list), name.as_str(), at)
+            .zadd(
+                self.keys.watch(list, Bucket::of_id(name.id())),
+                name.as_str(),
+                at,
+            )
             .await?;
         Ok(())
     }
@@ -78,15 +83,33 @@ impl Store {
         Ok(self.script_rewatch(list, name, at, next).await?)
     }
 
-    /// Up to `count` entries of a watch list due at or before `now`, with the time they were due.
-    /// An entry that is not a valid name is dropped.
+    /// Up to `count` entries of every bucket's watch list `list` due at or before `now`, with the
+    /// time they were due (for tests and tools; the reaper reads one bucket at a time).
     pub async fn due(
         &self,
         list: Watch,
         now: Millis,
         count: usize,
     ) -> Result<Vec<(OperationName, Millis)>, StoreError> {
-        let key = self.keys.watch(list);
+        let mut due = Vec::new();
+        for bucket in Bucket::all() {
+            due.extend(self.due_in(list, bucket, now, count).await?);
+        }
+        due.sort_by_key(|&(_, at)| at);
+        due.truncate(count);
+        Ok(due)
+    }
+
+    /// Up to `count` entries of `bucket`'s watch list `list` due at or before `now`, with the time
+    /// they were due. An entry that is not a valid name is dropped.
+    pub async fn due_in(
+        &self,
+        list: Watch,
+        bucket: Bucket,
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<(OperationName, Millis)>, StoreError> {
+        let key = self.keys.watch(list, bucket);
         let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(&key)
             .arg("-inf")
@@ -109,5 +132,24 @@ impl Store {
             }
         }
         Ok(due)
+    }
+
+    /// Claims `bucket`'s sweep for `hold` unless another reaper's claim on it is still running
+    /// (`SET NX PX` on the bucket's own claim key, so it expires on Redis's clock and lives in the
+    /// bucket's slot): whether this caller is the one to sweep it now.
+    pub async fn claim_sweep(
+        &self,
+        bucket: Bucket,
+        hold: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(self.keys.reaper(bucket))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(claimed.is_some())
     }
 }

@@ -20,6 +20,9 @@ pub fn api_process(
 ) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lro-test-api"))
         .env("LRO_NAMESPACE", &env.sys.namespace)
+        // The services the in-process api uses (a cluster's nodes, in a cluster pass).
+        .env("LRO_REDIS_URL", env.sys.connections().redis_url)
+        .env("LRO_AMQP_URL", env.sys.connections().amqp_url)
         .env("LRO_HTTP_ADDR", "127.0.0.1:0")
         .env("LRO_GRPC_ADDR", "127.0.0.1:0")
         .env("LRO_ADMIN_ADDR", "127.0.0.1:0")

@@ -102,6 +102,7 @@ impl Env {
         command
             .env("LRO_NAMESPACE", &self.sys.namespace)
             .env("LRO_AMQP_URL", self.sys.connections().amqp_url)
+            .env("LRO_REDIS_URL", self.sys.connections().redis_url)
             .env("LRO_WORKER_ID", id)
             .env("LRO_CONCURRENCY", concurrency.to_string())
             // Tests run many workers at once: never the fixed default port.
@@ -419,7 +420,10 @@ pub struct DoneCounter {
 
 impl DoneCounter {
     pub async fn subscribe(env: &Env) -> Self {
-        let client = redis::Client::open(env.sys.connections().redis_url).expect("redis url");
+        // On a cluster, any seed: a PUBLISH on any node reaches subscribers on every node.
+        let urls = env.sys.connections().redis_url;
+        let first = urls.split(',').next().unwrap_or(&urls);
+        let client = redis::Client::open(first).expect("redis url");
         let channel = format!("{}:done", env.sys.namespace);
         let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
         pubsub.subscribe(&channel).await.expect("subscribe");
@@ -630,10 +634,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    run_script_with(script, args, &[]).await
+}
+
+/// [`run_script`] with these environment variables set.
+pub async fn run_script_with<I, S>(
+    script: &str,
+    args: I,
+    vars: &[(&str, &std::ffi::OsStr)],
+) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let path = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new("bash")
         .arg(&path)
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await

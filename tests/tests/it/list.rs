@@ -231,3 +231,34 @@ async fn done_operations_are_deleted_after_their_retention_and_indexes_follow() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_page_merges_the_buckets_however_unevenly_they_fill() {
+    // 60 operations in one bucket (their request ids chosen so) and 3 in others: every page of
+    // 50 still comes back whole and in id order.
+    let env = Env::start().await;
+    let parent = lro_common::name::Parent::parse("projects/skew").expect("parent");
+    let bucket = |r: &str| lro_common::store::Bucket::of_request(&parent, r);
+    let full = bucket("r-0");
+    let (mut same, mut other) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let r = format!("r-{i}");
+        if bucket(&r) == full {
+            same.push(r);
+        } else if other.len() < 3 {
+            other.push(r);
+        }
+        if same.len() == 60 && other.len() == 3 {
+            break;
+        }
+    }
+    let mut created = Vec::new();
+    for r in same.iter().chain(&other) {
+        let body = json!({ "kind": "noop", "input": {}, "requestId": r });
+        let op = env.api.submit_with("projects/skew", body).await.ok();
+        created.push(name_of(&op));
+    }
+    created.sort();
+    let walked = walk(&env.api, "projects/skew/operations", "pageSize=50").await;
+    assert_eq!(walked, created);
+}

@@ -25,6 +25,7 @@ mod proto;
 mod proxy;
 mod queue_type;
 mod rabbit_cluster;
+mod redis_cluster;
 mod retries;
 mod tls;
 mod trace;

@@ -25,8 +25,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use crate::broker::{PrivateRabbit, free_port};
 use crate::harness::{Api, DEADLINE, Env, name_of, state_of};
 
-/// A CA and a server certificate it signed (for `localhost` and `127.0.0.1`), as PEM files in a
-/// directory of their own, removed when dropped.
+/// A CA and a server certificate it signed (for `localhost` and `127.0.0.1`, server and client
+/// auth), as PEM files in a directory of their own, removed when dropped.
 pub struct Pki {
     dir: PathBuf,
     pub ca: PathBuf,
@@ -59,7 +59,11 @@ impl Pki {
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Client auth too: a TLS Redis Cluster's nodes present it to each other on the bus.
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let key = KeyPair::generate().expect("server key");
         let cert = params.signed_by(&key, &issuer).expect("server cert");
 
