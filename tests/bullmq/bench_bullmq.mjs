@@ -112,7 +112,7 @@ async function cancel(queue, children, messages) {
     const seen = new Promise((resolve) => messages.waiters.set(id, resolve));
     const sent = now();
     await publisher.publish(`${prefix}:cancel`, id);
-    const at = await Promise.race([seen, new Promise((r) => setTimeout(() => r(null), 10_000))]);
+    const at = await Promise.race([seen, new Promise((r) => setTimeout(() => r(null), 10_000).unref())]);
     if (at === null) throw new Error(`job ${id} not aborted 10 s after its cancel`);
     samples.push(at - sent);
   }
