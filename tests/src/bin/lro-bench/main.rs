@@ -27,7 +27,11 @@
 //!   3-node cluster: end-to-end throughput and cancel latency, rounds interleaved (`queues.rs`);
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
-//!   each beside lro's figure from this run.
+//!   each beside lro's figure from this run (`celery.rs`);
+//! - `bullmq`: BullMQ (`tests/bullmq/`, installed from npm under the target dir) on the same
+//!   Redis, rounds interleaved with lro's throughput run: `noop` jobs/s end to end beside lro's
+//!   ops/s, CPU per job of every process of both systems, and a pub/sub relay to
+//!   `worker.cancelJob` beside lro's cancel (`bullmq.rs`).
 //!
 //! Usage: `cargo build --release --workspace && target/release/lro-bench` (see `--help`).
 
@@ -49,6 +53,9 @@ use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
 mod batch;
+mod bullmq;
+mod celery;
+mod cpu;
 mod metrics;
 mod queues;
 
@@ -56,11 +63,11 @@ mod queues;
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, batch, metrics, queues, celery.
+    /// scale, batch, metrics, queues, celery, bullmq.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,celery"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,celery,bullmq"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -72,6 +79,18 @@ struct Args {
     /// Running Celery tasks aborted one by one in the celery scenario.
     #[arg(long, default_value_t = 200)]
     celery_aborts: usize,
+    /// Interleaved rounds of the bullmq scenario (each runs lro, then BullMQ).
+    #[arg(long, default_value_t = 3)]
+    bullmq_rounds: usize,
+    /// Jobs per round and system in the bullmq scenario.
+    #[arg(long, default_value_t = 20_000)]
+    bullmq_ops: usize,
+    /// Concurrency of each BullMQ worker process in the bullmq scenario.
+    #[arg(long, default_value_t = 100)]
+    bullmq_concurrency: usize,
+    /// Running BullMQ jobs cancelled one by one (in the last round) in the bullmq scenario.
+    #[arg(long, default_value_t = 200)]
+    bullmq_cancels: usize,
     /// Jobs running (and cancelled one by one) in the cancel scenario.
     #[arg(long, default_value_t = 1000)]
     cancels: usize,
@@ -261,7 +280,10 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(queues::queues(&args).await?);
     }
     if run("celery") {
-        rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
+        rows.extend(celery::celery(&args, lro_e2e, lro_token_p50).await?);
+    }
+    if run("bullmq") {
+        rows.extend(bullmq::bullmq(&args, lro_token_p50).await?);
     }
     print_table(&rows);
     std::fs::write(&args.json, serde_json::to_vec_pretty(&rows)?)
@@ -461,8 +483,58 @@ async fn throughput_on(
     shared: &[(&str, String)],
 ) -> anyhow::Result<Vec<Row>> {
     let procs = Procs::start_on("bench", args.workers, 256, &[], shared).await?;
+    let measured = noops(args, &procs, ops, &[]).await;
+    procs.stop().await;
+    let Noops {
+        total,
+        submit_secs,
+        e2e_secs,
+        ..
+    } = measured?;
     let redis_url = "redis://127.0.0.1:6379";
-    let client = redis::Client::open(redis_url)?;
+    let redis_rate = redis_write_rate(redis_url, args.clients, 20_000).await?;
+    let e2e = total as f64 / e2e_secs;
+    Ok(vec![
+        Row::value(
+            "throughput",
+            "redis SET/s, same clients (baseline)",
+            "ops/s",
+            20_000,
+            redis_rate,
+        ),
+        Row::value(
+            "throughput",
+            "submits/s (api alone)",
+            "ops/s",
+            total,
+            total as f64 / submit_secs,
+        ),
+        Row::value(
+            "throughput",
+            "noop submit -> done, end to end",
+            "ops/s",
+            total,
+            e2e,
+        )
+        .compared(e2e / redis_rate, ">= 5000 ops/s"),
+    ])
+}
+
+/// What one run of [`noops`] measured.
+struct Noops {
+    total: usize,
+    /// First submit → last submit answered.
+    submit_secs: f64,
+    /// First submit → last operation announced done.
+    e2e_secs: f64,
+    /// CPU time (user + system) of each watched process over the end-to-end window, ns.
+    cpu_ns: Vec<f64>,
+}
+
+/// Submits `ops` noops from `--clients` clients to `procs` and waits until every one is announced
+/// done on the done channel; `watch` are the processes whose CPU time is measured meanwhile.
+async fn noops(args: &Args, procs: &Procs, ops: usize, watch: &[u32]) -> anyhow::Result<Noops> {
+    let client = redis::Client::open("redis://127.0.0.1:6379")?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub
         .subscribe(format!("{}:done", procs.namespace))
@@ -471,9 +543,13 @@ async fn throughput_on(
         .pool_max_idle_per_host(args.clients)
         .build()?;
     // Workers register their kinds and connect in the background; one op proves they run.
-    warm_up(&http, &procs).await?;
+    warm_up(&http, procs).await?;
 
     let (url, noop) = (procs.url("jobs"), json!({ "kind": "noop" }));
+    let cpu_before = watch
+        .iter()
+        .map(|&p| cpu::ns(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();
     let mut pending: HashSet<String> = HashSet::new();
     let mut stream = pubsub.on_message();
@@ -505,35 +581,17 @@ async fn throughput_on(
         pending.remove(&msg.get_payload::<String>()?);
     }
     let e2e_secs = started.elapsed().as_secs_f64();
-    drop(stream);
-    procs.stop().await;
-
-    let redis_rate = redis_write_rate(redis_url, args.clients, 20_000).await?;
-    let e2e = total as f64 / e2e_secs;
-    Ok(vec![
-        Row::value(
-            "throughput",
-            "redis SET/s, same clients (baseline)",
-            "ops/s",
-            20_000,
-            redis_rate,
-        ),
-        Row::value(
-            "throughput",
-            "submits/s (api alone)",
-            "ops/s",
-            total,
-            total as f64 / submit_secs,
-        ),
-        Row::value(
-            "throughput",
-            "noop submit -> done, end to end",
-            "ops/s",
-            total,
-            e2e,
-        )
-        .compared(e2e / redis_rate, ">= 5000 ops/s"),
-    ])
+    let cpu_ns = watch
+        .iter()
+        .zip(cpu_before)
+        .map(|(&p, before)| Ok(cpu::ns(p)? - before))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Noops {
+        total,
+        submit_secs,
+        e2e_secs,
+        cpu_ns,
+    })
 }
 
 /// Submits a job of `kind` to `url` (a `…/jobs` URL); returns the operation's name.
@@ -835,63 +893,6 @@ where
         .await?
         .into_iter()
         .sum())
-}
-
-/// Runs `tests/celery/run.sh` and sets Celery's figures beside lro's from this run.
-async fn celery(
-    args: &Args,
-    lro_e2e: Option<f64>,
-    lro_token_p50: Option<f64>,
-) -> anyhow::Result<Vec<Row>> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/celery/run.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .args(["--ops", &args.celery_ops.to_string()])
-        .args(["--aborts", &args.celery_aborts.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("cannot run the celery benchmark")?;
-    if !out.status.success() {
-        bail!("celery benchmark failed: {}", out.status);
-    }
-    let v: Value = serde_json::from_slice(
-        out.stdout
-            .rsplit(|&b| b == b'\n')
-            .find(|l| !l.is_empty())
-            .context("no output")?,
-    )?;
-    let t = &v["throughput"];
-    let c = &v["cancel"];
-    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
-    let ops = t["ops"].as_u64().unwrap_or(0) as usize;
-    let e2e = f(&t["e2e_per_s"]);
-    let mut e2e_row = Row::value("celery", "celery noop submit -> result", "ops/s", ops, e2e);
-    if let Some(lro) = lro_e2e {
-        e2e_row = e2e_row.compared(lro / e2e, "lro / celery >= 3");
-    }
-    let abort = Summary {
-        n: c["n"].as_u64().unwrap_or(0) as usize,
-        p50: f(&c["p50_ms"]),
-        p99: f(&c["p99_ms"]),
-        min: f(&c["min_ms"]),
-        max: f(&c["max_ms"]),
-    };
-    let mut abort_row = Row::summary("celery", "celery abort -> running task stops", "ms", abort);
-    if let Some(lro) = lro_token_p50 {
-        abort_row = abort_row.compared(abort.p50 / lro, "celery p50 / lro p50 (token)");
-    }
-    Ok(vec![
-        Row::value(
-            "celery",
-            "celery submits/s",
-            "ops/s",
-            ops,
-            f(&t["submits_per_s"]),
-        ),
-        e2e_row,
-        abort_row,
-    ])
 }
 
 /// `n` long sleeps in flight on two worker processes: the workers' resident memory per operation

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
 use lro_tests::Summary;
 use lro_tests::procs::Procs;
@@ -202,17 +202,7 @@ async fn measure_cpu(args: &Args, procs: &Procs) -> anyhow::Result<f64> {
     Ok(spent / names.len() as f64)
 }
 
-/// User + system CPU of these processes so far, in ns (`/proc/PID/stat`, in USER_HZ = 100).
+/// User + system CPU of these processes so far, in ns.
 fn cpu_ns(pids: &[u32]) -> anyhow::Result<f64> {
-    let mut ticks = 0u64;
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let after = stat.rsplit_once(')').context("no comm")?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // After the comm: state is field 3, utime 14, stime 15.
-        for i in [11, 12] {
-            ticks += fields.get(i).context("short stat")?.parse::<u64>()?;
-        }
-    }
-    Ok(ticks as f64 * 1e7)
+    pids.iter().map(|&p| super::cpu::ns(p)).sum()
 }
