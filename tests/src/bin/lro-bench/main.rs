@@ -4,17 +4,19 @@
 //! Scenarios (`--scenarios`, default all):
 //! - `floor`: one Redis round trip, one AMQP publish → consume (same client crates);
 //! - `cancel`: N jobs running on an in-process worker, each cancelled over HTTP in turn: time to
-//!   (a) the job observing its token, (b) the operation reading back CANCELLED;
+//!   (a) the job observing its token, (b) the operation reading back CANCELLED (`cancel.rs`, with
+//!   the floors);
 //! - `throughput`: the real `lro-api` and `lro-worker` processes; many clients submit `noop`s;
 //!   submits per second, and operations per second end to end (submit → done, counted on the
 //!   done channel), beside Redis writes per second at the same concurrency;
-//! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records;
+//! - `reads`: `GET` of operations at a fixed concurrency vs raw Redis `HGET` of the same records
+//!   (`reads.rs`, as `auth`);
 //! - `auth`: the same `GET`s with a JWT on every request vs authentication off (two api
 //!   processes, measured in turn);
 //! - `fanout`: 200 jobs on 1, 2, 4 and 8 workers, each cancelled: cancel messages the workers
 //!   received per cancel (routed to the owner: 1 whatever the workers), and the latency;
 //! - `scale`: N long `sleep`s in flight on two worker processes (N from `--scale`): the workers'
-//!   memory per operation, and cancel → CANCELLED (seen by `:wait`) at that load;
+//!   memory per operation, and cancel → CANCELLED (seen by `:wait`) at that load (`scale.rs`);
 //! - `batch`: `:batchCancel` of N operations queued under one parent (written straight to the
 //!   store, never published), run by the real `lro-worker` (concurrency 1): time until the
 //!   batch is done, operations cancelled per second, counts checked (matched = cancelled = N);
@@ -54,10 +56,16 @@ use serde_json::{Value, json};
 
 mod batch;
 mod bullmq;
+mod cancel;
 mod celery;
 mod cpu;
 mod metrics;
 mod queues;
+mod reads;
+mod scale;
+
+pub(crate) use cancel::cancel_latency_on;
+use cancel::{Cancels, amqp_floor, cancel_latency, redis_floor};
 
 #[derive(Parser)]
 #[command(name = "lro-bench")]
@@ -238,10 +246,10 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(measured);
     }
     if run("reads") {
-        rows.extend(reads(&args).await?);
+        rows.extend(reads::reads(&args).await?);
     }
     if run("auth") {
-        rows.extend(auth(&args).await?);
+        rows.extend(reads::auth(&args).await?);
     }
     if run("fanout") {
         for workers in [1, 2, 4, 8] {
@@ -267,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("scale") {
         for &n in &args.scale {
-            rows.extend(scale(&args, n).await?);
+            rows.extend(scale::scale(&args, n).await?);
         }
     }
     if run("batch") {
@@ -317,156 +325,6 @@ fn print_table(rows: &[Row]) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-async fn redis_floor(n: usize) -> anyhow::Result<Summary> {
-    let client = redis::Client::open("redis://127.0.0.1:6379")?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        samples.push(ms(t.elapsed()));
-    }
-    Ok(Summary::of(&samples))
-}
-
-async fn amqp_floor(n: usize) -> anyhow::Result<Summary> {
-    let conn = lapin::Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        lapin::ConnectionProperties::default(),
-    )
-    .await?;
-    let channel = conn.create_channel().await?;
-    let queue = format!("bench-floor-{}", uuid::Uuid::now_v7().simple());
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "floor".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        channel
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                b"x",
-                lapin::BasicProperties::default(),
-            )
-            .await?;
-        let d = consumer.next().await.context("consumer ended")??;
-        samples.push(ms(t.elapsed()));
-        d.ack(BasicAckOptions::default()).await?;
-    }
-    let _ = conn.close(200, "done".into()).await;
-    Ok(Summary::of(&samples))
-}
-
-/// What one cancel run measured.
-struct Cancels {
-    /// Cancel → the job observes its token, ms.
-    token: Summary,
-    /// Cancel → the operation reads back CANCELLED, ms.
-    cancelled: Summary,
-    /// Cancel messages the workers received, per cancel.
-    deliveries: f64,
-}
-
-/// `n` jobs running on `workers` in-process workers, each cancelled over HTTP in turn.
-async fn cancel_latency(n: usize, workers: usize) -> anyhow::Result<Cancels> {
-    cancel_latency_on(n, workers, |_| {}).await
-}
-
-/// [`cancel_latency`] on the connections `configure` sets (another broker, queue type).
-async fn cancel_latency_on(
-    n: usize,
-    workers: usize,
-    configure: impl FnOnce(&mut lro_common::config::Connections),
-) -> anyhow::Result<Cancels> {
-    let observed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let seen = observed.clone();
-    let kinds = Kinds::builtin().kind("bench-wait", move |_input, ctx| {
-        let seen = seen.clone();
-        async move {
-            ctx.cancelled().await;
-            seen.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ctx.name().to_string(), Instant::now());
-            Err(JobError::Cancelled)
-        }
-    });
-    let mut system = System::start_with("bench", |c| configure(&mut c.connections)).await?;
-    let concurrency = u16::try_from(n.div_ceil(workers) + 1).unwrap_or(u16::MAX);
-    for _ in 0..workers {
-        system.add_worker(kinds.clone(), concurrency).await?;
-    }
-    let http = reqwest::Client::new();
-    let mut names = Vec::with_capacity(n);
-    for _ in 0..n {
-        names.push(submit(&http, &system.url("jobs"), "bench-wait").await?);
-    }
-    for name in &names {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while state(&http, &system, name).await? != "RUNNING" {
-            if Instant::now() > deadline {
-                bail!("{name} never started");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let (mut to_token, mut to_cancelled) = (Vec::new(), Vec::new());
-    for name in &names {
-        let t0 = Instant::now();
-        let resp = http
-            .post(system.url(&format!("{name}:cancel")))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("cancel of {name} answered {}", resp.status());
-        }
-        while state(&http, &system, name).await? != "CANCELLED" {
-            if t0.elapsed() > Duration::from_secs(10) {
-                bail!("{name} not CANCELLED after 10s");
-            }
-        }
-        to_cancelled.push(ms(t0.elapsed()));
-        let at = observed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied()
-            .context("job did not observe its token")?;
-        to_token.push(ms(at.duration_since(t0)));
-    }
-    let received: u64 = system.workers.iter().map(|w| w.cancels_received()).sum();
-    Ok(Cancels {
-        token: Summary::of(&to_token),
-        cancelled: Summary::of(&to_cancelled),
-        deliveries: received as f64 / n as f64,
-    })
-}
-
-async fn state(http: &reqwest::Client, system: &System, name: &str) -> anyhow::Result<String> {
-    let op: Value = http.get(system.url(name)).send().await?.json().await?;
-    Ok(op["metadata"]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
 }
 
 /// Submits `ops` noops from `clients` clients to the real processes; measures the submit rate and
@@ -675,327 +533,4 @@ async fn redis_write_rate(url: &str, clients: usize, n: usize) -> anyhow::Result
         .query_async(&mut conn.clone())
         .await?;
     Ok(rate)
-}
-
-/// `GET /v1/{name}` of done operations from `clients` clients for `read_secs`, vs `HGET` of the
-/// same records at the same concurrency.
-async fn reads(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let procs = Procs::start("bench", 1, 64).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
-    warm_up(&http, &procs).await?;
-    let mut names = Vec::new();
-    for _ in 0..200 {
-        names.push(submit(&http, &procs.url("jobs"), "noop").await?);
-    }
-    let names = Arc::new(names);
-    let window = Duration::from_secs(args.read_secs);
-
-    let http_count = get_loop(procs.addr, &names, args.clients, window, None).await?;
-
-    let keys = lro_common::store::Keys::new(&procs.namespace);
-    let client = redis::Client::open("redis://127.0.0.1:6379")?;
-    let op_keys: Arc<Vec<String>> = Arc::new(
-        names
-            .iter()
-            .map(|n| lro_common::name::OperationName::parse(n).map(|n| keys.op(&n)))
-            .collect::<Result<_, _>>()?,
-    );
-    // The baseline at the same concurrency: each of the `clients` loops on its own connection,
-    // waiting for each answer, as each HTTP client does on its own keep-alive connection.
-    let mut conns = Vec::new();
-    for _ in 0..args.clients {
-        conns.push(client.get_multiplexed_async_connection().await?);
-    }
-    let hget = |conn: &redis::aio::MultiplexedConnection, i: usize| {
-        let mut conn = conn.clone();
-        let key = op_keys[i % op_keys.len()].clone();
-        async move {
-            let _: Option<Vec<u8>> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("r")
-                .query_async(&mut conn)
-                .await?;
-            anyhow::Ok(())
-        }
-    };
-    let redis_count = closed_loop(args.clients, window, |c, i| hget(&conns[c], i)).await?;
-    // For scale: the same loops sharing one connection, which pipelines their commands.
-    let pipelined_count = closed_loop(args.clients, window, |_, i| hget(&conns[0], i)).await?;
-    procs.stop().await;
-
-    let secs = window.as_secs_f64();
-    let (api, raw) = (http_count as f64 / secs, redis_count as f64 / secs);
-    Ok(vec![
-        Row::value(
-            "reads",
-            "redis HGET/s of the records, a connection per client (baseline)",
-            "req/s",
-            redis_count,
-            raw,
-        ),
-        Row::value(
-            "reads",
-            "redis HGET/s, the same clients on one pipelined connection",
-            "req/s",
-            pipelined_count,
-            pipelined_count as f64 / secs,
-        ),
-        Row::value("reads", "GET /v1/{name}", "req/s", http_count, api)
-            .compared(api / raw, ">= 0.5"),
-    ])
-}
-
-/// `GET /v1/{name}` of `names` in turn from `clients` loops for `window`, each with an
-/// `Authorization` header when `authorization` is given; returns how many were answered.
-async fn get_loop(
-    addr: std::net::SocketAddr,
-    names: &[String],
-    clients: usize,
-    window: Duration,
-    authorization: Option<&str>,
-) -> anyhow::Result<usize> {
-    // A lean HTTP/1.1 client (hyper, one keep-alive connection per loop): the clients share
-    // the machine's 2 cores with the api, so a heavier client would measure itself.
-    let mut senders = Vec::new();
-    for _ in 0..clients {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        senders.push(tokio::sync::Mutex::new(sender));
-    }
-    let paths: Vec<hyper::Uri> = names
-        .iter()
-        .map(|n| format!("/v1/{n}").parse())
-        .collect::<Result<_, _>>()?;
-    closed_loop(clients, window, |c, i| {
-        let (senders, path) = (&senders, paths[i % paths.len()].clone());
-        async move {
-            let mut sender = senders[c].lock().await;
-            sender.ready().await?;
-            let mut req = hyper::Request::get(path).header(hyper::header::HOST, "127.0.0.1");
-            if let Some(a) = authorization {
-                req = req.header(hyper::header::AUTHORIZATION, a);
-            }
-            let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
-            let res = sender.send_request(req).await?;
-            if !res.status().is_success() {
-                bail!("GET answered {}", res.status());
-            }
-            http_body_util::BodyExt::collect(res.into_body()).await?;
-            anyhow::Ok(())
-        }
-    })
-    .await
-}
-
-/// `GET /v1/{name}` with a JWT on every request (HS256, verified once and cached by the api)
-/// vs the same without authentication: two api processes, measured in turn `rounds` times;
-/// the median of the per-round ratios.
-async fn auth(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let dir = std::env::temp_dir().join(format!("lro-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let secret = dir.join("secret");
-    std::fs::write(&secret, b"bench-secret-bench-secret-bench-secret")?;
-    let plain = Procs::start("bench", 0, 1).await?;
-    let secured = Procs::start_with(
-        "bench",
-        0,
-        1,
-        &[("LRO_AUTH_HS256_SECRET_FILE", secret.display().to_string())],
-    )
-    .await?;
-    let exp = jsonwebtoken::get_current_timestamp() + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "bench", "scope": "lro.admin", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(b"bench-secret-bench-secret-bench-secret")?,
-    )?;
-    let bearer = format!("Bearer {token}");
-    let http = reqwest::Client::new();
-    let (mut plain_names, mut secured_names) = (Vec::new(), Vec::new());
-    for _ in 0..200 {
-        plain_names.push(submit(&http, &plain.url("jobs"), "noop").await?);
-        let name = http
-            .post(secured.url("jobs"))
-            .header("authorization", &bearer)
-            .json(&json!({"kind": "noop"}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<Value>()
-            .await?["name"]
-            .as_str()
-            .context("no name")?
-            .to_owned();
-        secured_names.push(name);
-    }
-    let window = Duration::from_secs(args.read_secs);
-    let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
-        let a = get_loop(plain.addr, &plain_names, args.clients, window, None).await?;
-        let b = get_loop(
-            secured.addr,
-            &secured_names,
-            args.clients,
-            window,
-            Some(&bearer),
-        )
-        .await?;
-        let secs = window.as_secs_f64();
-        without.push(a as f64 / secs);
-        with.push(b as f64 / secs);
-        ratios.push(b as f64 / a as f64);
-    }
-    plain.stop().await;
-    secured.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let ratio = Summary::of(&ratios).p50;
-    Ok(vec![
-        Row::summary(
-            "auth",
-            "GET /v1/{name}, authentication off (baseline)",
-            "req/s",
-            Summary::of(&without),
-        ),
-        Row::summary(
-            "auth",
-            "GET /v1/{name} with a JWT on every request",
-            "req/s",
-            Summary::of(&with),
-        )
-        .compared(ratio, ">= 0.9 (median of 3 interleaved rounds)"),
-    ])
-}
-
-/// Runs `clients` loops of `request(client, i)` for `window` (`i` spreads the loops over the
-/// records); returns how many completed.
-async fn closed_loop<F, Fut>(clients: usize, window: Duration, request: F) -> anyhow::Result<usize>
-where
-    F: Fn(usize, usize) -> Fut + Clone,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let until = Instant::now() + window;
-    let loops = (0..clients).map(|c| {
-        let request = request.clone();
-        async move {
-            let mut count = 0;
-            while Instant::now() < until {
-                request(c, c * 7919 + count).await?;
-                count += 1;
-            }
-            anyhow::Ok(count)
-        }
-    });
-    Ok(futures_util::future::try_join_all(loops)
-        .await?
-        .into_iter()
-        .sum())
-}
-
-/// `n` long sleeps in flight on two worker processes: the workers' resident memory per operation
-/// (growth over an idle worker), and 100 cancels → CANCELLED at that load.
-async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
-    let procs = Procs::start("bench", 2, n / 2 + 64).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
-    warm_up(&http, &procs).await?;
-    let idle = workers_rss(&procs)?;
-    let body = json!({ "kind": "sleep", "input": { "duration": "600s", "steps": 60 } });
-    let url = procs.url("jobs");
-    let names = submit_many(&http, &url, &body, n, args.clients).await?;
-    let total = names.len();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while running(&http, &procs).await? < total {
-        if Instant::now() > deadline {
-            bail!("not all {total} operations running within 300 s");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let loaded = workers_rss(&procs)?;
-    let per_op = loaded.saturating_sub(idle) as f64 / total as f64;
-
-    let mut samples = Vec::new();
-    for name in names.iter().step_by((total / 100).max(1)).take(100) {
-        let t0 = Instant::now();
-        http.post(procs.url(&format!("{name}:cancel")))
-            .send()
-            .await?
-            .error_for_status()?;
-        let op: Value = http
-            .post(procs.url(&format!("{name}:wait")))
-            .json(&json!({ "timeout": "10s" }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if op["metadata"]["state"] != "CANCELLED" {
-            bail!("{name} not CANCELLED 10 s after its cancel: {op}");
-        }
-        samples.push(ms(t0.elapsed()));
-    }
-    procs.stop().await;
-    let label = |what: &str| format!("{what}, {total} in flight");
-    Ok(vec![
-        Row::value(
-            "scale",
-            &label("worker memory per operation"),
-            "bytes",
-            total,
-            per_op,
-        )
-        .compared(per_op / 2048.0, "<= 2 KiB"),
-        Row::summary(
-            "scale",
-            &label("cancel -> CANCELLED (:wait)"),
-            "ms",
-            Summary::of(&samples),
-        )
-        .goal("flat across loads"),
-    ])
-}
-
-/// How many of the namespace's operations are RUNNING (all pages).
-async fn running(http: &reqwest::Client, procs: &Procs) -> anyhow::Result<usize> {
-    let mut count = 0;
-    let mut token = String::new();
-    loop {
-        let mut url = format!(
-            "{}?pageSize=1000&filter=metadata.state%3DRUNNING",
-            procs.url("operations")
-        );
-        if !token.is_empty() {
-            url += &format!("&pageToken={token}");
-        }
-        let page: Value = http
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        count += page["operations"].as_array().map_or(0, Vec::len);
-        match page["nextPageToken"].as_str() {
-            Some(t) => token = t.to_owned(),
-            None => return Ok(count),
-        }
-    }
-}
-
-/// The worker processes' resident memory, in bytes.
-fn workers_rss(procs: &Procs) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for pid in procs.worker_pids() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")?;
-        total += kib * 1024;
-    }
-    Ok(total)
 }
