@@ -1,5 +1,6 @@
 //! What every test stands on: a fresh system (api in this process, real Redis and RabbitMQ, a
-//! namespace of its own), a typed HTTP client (`api.rs`), and a probe kind that reports what a job saw (`probe.rs`).
+//! namespace of its own), a typed HTTP client (`api.rs`), and a probe kind that reports what a
+//! job saw (`probe.rs`).
 //!
 //! Nothing here sleeps to synchronise: tests wait on the thing itself (a `:wait` call, a probe
 //! event), each bounded by a deadline so that a broken system fails the test instead of hanging it.
