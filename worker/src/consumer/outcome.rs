@@ -6,7 +6,8 @@
 //! back on the queue when the terminal write was made but no replica confirmed it (a redelivery
 //! of a done operation is refused by `start` and acked; if the master was lost with the write,
 //! the operation is still RUNNING under this attempt's lease, and the reaper queues it again when
-//! the lease ends).
+//! the lease ends). Likewise when the record is found QUEUED though this attempt started: with
+//! replicas in use, the start may have been lost with its master, and the redelivery runs it.
 
 use std::time::Duration;
 
@@ -60,7 +61,8 @@ enum Settled {
     Done,
     /// Done, and the write that ended it removed the lease entry too.
     DoneUnwatched,
-    /// Done by a write that no replica confirmed: the delivery goes back to the queue.
+    /// Done by a write that no replica confirmed, or found QUEUED with replicas in use (its
+    /// start may have been lost with its master): the delivery goes back to the queue.
     Unconfirmed,
 }
 
@@ -182,6 +184,12 @@ async fn settle(
                 // Written: writing again would be refused as done. Whether it survives is up to
                 // its master; the redelivery (or the reaper) covers the case it does not.
                 tracing::warn!(error = %e, "outcome recorded unconfirmed; delivery requeued");
+                return Settled::Unconfirmed;
+            }
+            Err(StoreError::Refused(Refused::NotRunning)) if store.replicas() > 0 => {
+                // QUEUED, though this attempt started: the start was lost with its master (or a
+                // reaper queued it again, and published it: the copy is then refused as held).
+                tracing::warn!("outcome not recorded: not running; delivery requeued");
                 return Settled::Unconfirmed;
             }
             Err(StoreError::Refused(r)) => {
