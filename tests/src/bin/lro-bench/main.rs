@@ -25,6 +25,8 @@
 //!   (`metrics.rs`);
 //! - `queues`: the quorum job queue beside the classic one, on the shared broker and on a private
 //!   3-node cluster: end-to-end throughput and cancel latency, rounds interleaved (`queues.rs`);
+//! - `cluster`: the standalone Redis beside a private 3-master Redis Cluster with replicas, `WAIT`
+//!   off and on: end-to-end throughput and cancel latency, rounds interleaved (`cluster.rs`);
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
 //!   each beside lro's figure from this run.
@@ -49,6 +51,7 @@ use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
 mod batch;
+mod cluster;
 mod metrics;
 mod queues;
 
@@ -56,11 +59,11 @@ mod queues;
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, batch, metrics, queues, celery.
+    /// scale, batch, metrics, queues, cluster, celery.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,celery"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,cluster,celery"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -102,6 +105,15 @@ struct Args {
     /// Running jobs cancelled per configuration and round in the queues scenario.
     #[arg(long, default_value_t = 200)]
     queue_cancels: usize,
+    /// Rounds of the cluster scenario (each runs every Redis configuration once).
+    #[arg(long, default_value_t = 3)]
+    cluster_rounds: usize,
+    /// Operations submitted per configuration and round in the cluster scenario.
+    #[arg(long, default_value_t = 3_000)]
+    cluster_ops: usize,
+    /// Running jobs cancelled per configuration and round in the cluster scenario.
+    #[arg(long, default_value_t = 100)]
+    cluster_cancels: usize,
     /// Seconds each side of the reads scenario runs.
     #[arg(long, default_value_t = 5)]
     read_secs: u64,
@@ -259,6 +271,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("queues") {
         rows.extend(queues::queues(&args).await?);
+    }
+    if run("cluster") {
+        rows.extend(cluster::cluster(&args).await?);
     }
     if run("celery") {
         rows.extend(celery(&args, lro_e2e, lro_token_p50).await?);
