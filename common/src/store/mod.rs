@@ -96,7 +96,7 @@ impl Store {
         wait_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let (mut conn, clients) = Conn::connect(url, tls).await?;
-        let durability = Durability::decide(&mut conn, replicas, wait_timeout).await?;
+        let durability = Durability::decide(&mut conn, replicas, wait_timeout).await;
         let store = Self {
             conn,
             clients,

@@ -81,14 +81,18 @@ pub(super) struct Durability {
 
 impl Durability {
     /// Decides [`Replicas::Auto`] by looking at `conn`'s master(s), and logs the decision.
-    pub(super) async fn decide(
-        conn: &mut Conn,
-        asked: Replicas,
-        timeout: Duration,
-    ) -> Result<Self, redis::RedisError> {
+    pub(super) async fn decide(conn: &mut Conn, asked: Replicas, timeout: Duration) -> Self {
         let replicas = match asked {
             Replicas::Count(n) => n,
-            Replicas::Auto => u32::from(conn.every_master_has_a_replica().await?),
+            // A Redis that refuses `INFO` / `CLUSTER NODES` (an ACL, a managed service) is
+            // not looked into: nothing is waited for, and the log says why.
+            Replicas::Auto => match conn.every_master_has_a_replica().await {
+                Ok(replicated) => u32::from(replicated),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot see the redis replicas: no WAIT");
+                    0
+                }
+            },
         };
         tracing::info!(
             replicas,
@@ -96,11 +100,11 @@ impl Durability {
             timeout_ms = timeout.as_millis() as u64,
             "creates and terminal writes acknowledged after WAIT for {replicas} replica(s)"
         );
-        Ok(Self {
+        Self {
             replicas,
             timeout,
             degraded: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
-        })
+        }
     }
 
     /// The number of replicas asked for (0: none).
