@@ -178,10 +178,21 @@ impl From<StoreError> for ApiError {
                 if e.is_io_error()
                     || e.is_timeout()
                     || e.is_connection_dropped()
-                    || e.is_connection_refusal() =>
+                    || e.is_connection_refusal()
+                    // A cluster between a master's loss and its replica's promotion.
+                    || e.is_cluster_error()
+                    || matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::MasterDown | redis::ServerErrorKind::ReadOnly
+                        )
+                    ) =>
             {
                 Self::unavailable("redis", e)
             }
+            // The record was written, but no replica confirmed it yet: a retry with the same
+            // request id answers the same operation once one does.
+            e @ StoreError::NotReplicated { .. } => Self::unavailable("redis", e),
             StoreError::Contended(name) => Self::new(
                 Code::Aborted,
                 "CONTENDED",

@@ -27,7 +27,6 @@ use std::time::Duration;
 use anyhow::Context;
 use lro_common::broker::{AmqpError, Broker};
 use lro_common::config::Connections;
-use lro_common::store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -92,7 +91,8 @@ impl App {
         let tls = config.tls.as_ref().map(tls::ServerTls::load).transpose()?;
         let c = &config.connections;
         let client_tls = c.client_tls()?;
-        let store = Store::connect(&c.redis_url, &c.namespace, &client_tls)
+        let store = c
+            .store(&client_tls)
             .await
             .with_context(|| format!("cannot reach redis at {}", c.redis_url))?;
         let publisher = match Broker::connect(&c.amqp_url, &client_tls, c.topology()).await {

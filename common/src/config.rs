@@ -1,6 +1,7 @@
 //! Configuration both processes share: where Redis and RabbitMQ are, and the namespace.
 //! Each value comes from a flag or its `LRO_*` environment variable (the flag wins).
 
+use crate::store::Replicas;
 use crate::topology::{QueueType, Topology};
 
 /// The connections and namespace every process needs.
@@ -22,6 +23,14 @@ pub struct Connections {
     /// Type of the durable job queue.
     #[arg(long, env = "LRO_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
     pub queue_type: QueueType,
+    /// Replicas that must confirm (Redis `WAIT`) each create and each write ending an operation
+    /// before it is acknowledged: `auto` (1 if every master has a replica at start, else 0), 0
+    /// (never wait) or a number. An lro extension.
+    #[arg(long, env = "LRO_REDIS_REPLICAS", default_value = "auto", value_parser = Replicas::parse)]
+    pub redis_replicas: Replicas,
+    /// Longest one `WAIT` for replicas may take; a create not confirmed in time answers 503.
+    #[arg(long, env = "LRO_REDIS_WAIT_TIMEOUT", default_value = "1s", value_parser = parse_duration_arg)]
+    pub redis_wait_timeout: std::time::Duration,
     /// A PEM file of CA certificates trusted, besides the system's, for `rediss://` and `amqps://`.
     #[arg(long, env = "LRO_TLS_CA_FILE")]
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -35,6 +44,8 @@ impl Connections {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             namespace: namespace.into(),
             queue_type: QueueType::Quorum,
+            redis_replicas: Replicas::Auto,
+            redis_wait_timeout: std::time::Duration::from_secs(1),
             tls_ca_file: None,
         }
     }
@@ -42,6 +53,21 @@ impl Connections {
     /// The AMQP entities of this namespace.
     pub fn topology(&self) -> Topology {
         Topology::new(&self.namespace, self.queue_type)
+    }
+
+    /// Connects to the Redis store these settings name.
+    pub async fn store(
+        &self,
+        tls: &crate::tls::ClientTls,
+    ) -> Result<crate::store::Store, crate::store::StoreError> {
+        crate::store::Store::connect(
+            &self.redis_url,
+            &self.namespace,
+            tls,
+            self.redis_replicas,
+            self.redis_wait_timeout,
+        )
+        .await
     }
 
     /// What `rediss://` and `amqps://` trust: reads `tls_ca_file`, if set.

@@ -30,7 +30,7 @@ use std::time::Duration;
 use lro_common::broker::{AmqpError, Broker, Nodes};
 use lro_common::config::Connections;
 use lro_common::reaper;
-use lro_common::store::{Store, StoreError};
+use lro_common::store::StoreError;
 use lro_common::tls::TlsError;
 use session::Session;
 use tokio::sync::{Notify, Semaphore};
@@ -158,7 +158,7 @@ impl Worker {
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         let conns = &config.connections;
         let tls = conns.client_tls()?;
-        let store = Store::connect(&conns.redis_url, &conns.namespace, &tls).await?;
+        let store = conns.store(&tls).await?;
         store.register_kinds(&kinds.infos()).await?;
 
         let topology = conns.topology();

@@ -8,15 +8,20 @@
 //! [`redis::aio::ConnectionLike`], so every command and script is written once for both; the one
 //! difference callers see is [`Conn::each`]: commands whose keys may lie in different slots go as
 //! one pipeline to a standalone Redis, but one by one (concurrently) to a cluster, which refuses a
-//! pipeline across slots. This module knows no key names.
+//! pipeline across slots. And [`Conn::send_to_master_of`] sends one command to the master that holds a
+//! bucket's keys (for `WAIT`, which must reach the node that took the write). This module knows
+//! no key names.
 
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
+use super::bucket::Bucket;
+use super::replicas;
 use crate::tls::ClientTls;
 
 /// How long a (re)connect may take before it counts as failed.
@@ -97,6 +102,44 @@ impl Conn {
                     async move { cmd.query_async::<T>(&mut conn).await }
                 }))
                 .await
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `cmd` to the master holding `bucket`'s slot: on a standalone Redis, the one
+    /// connection; on a cluster, the connection to that slot's master, the one its scripts took.
+    pub(super) async fn send_to_master_of<T: FromRedisValue>(
+        &mut self,
+        bucket: Bucket,
+        cmd: &Cmd,
+    ) -> Result<T, RedisError> {
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => {
+                let route = Route::new(bucket.slot(), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd.clone(), routing).await?;
+                T::from_redis_value(value).map_err(RedisError::from)
+            }
+        }
+    }
+
+    /// Whether every master has at least one replica: `connected_slaves` of `INFO replication`
+    /// on a standalone Redis, the replicas `CLUSTER NODES` lists on a cluster.
+    pub(super) async fn every_master_has_a_replica(&mut self) -> Result<bool, RedisError> {
+        match self {
+            Self::Single(conn) => {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(conn)
+                    .await?;
+                Ok(replicas::connected_replicas(&info) >= 1)
+            }
+            Self::Cluster(conn) => {
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+                Ok(replicas::every_master_replicated(&nodes))
             }
         }
     }

@@ -8,7 +8,8 @@
 //! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the 24 buckets a parent's
 //! operations are spread over `bucket.rs`'s ([`Bucket`]), the merged reads of a parent's bucket
 //! indexes `index.rs`'s, the reaper's to-do lists `watch.rs`'s ([`Watch`]), the registered kinds
-//! `kinds.rs`'s.
+//! `kinds.rs`'s. A create, and a write that makes an operation done, answer only once a
+//! replica holds them when the deployment has replicas (`replicas.rs`).
 //!
 //! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
 //! in one place: a standalone Redis or a Redis Cluster (`conn.rs`), the same code for both. This module knows nothing of the broker, and decides no transition: callers pass
@@ -19,10 +20,12 @@ mod conn;
 mod index;
 mod keys;
 mod kinds;
+mod replicas;
 mod scripts;
 mod watch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::name::OperationName;
 use crate::operation::{Operation, Refused};
@@ -32,6 +35,8 @@ use crate::wire::{self, WireError};
 pub use bucket::{BUCKETS, Bucket};
 use conn::Conn;
 pub use keys::Keys;
+pub use replicas::Replicas;
+use replicas::{Confirmed, Durability};
 use scripts::{Scripts, Versioned};
 pub use watch::{Watch, WatchEffect};
 
@@ -50,6 +55,10 @@ pub enum StoreError {
     Contended(String),
     #[error("index of {parent:?} holds an invalid id {id:?}")]
     BadIndex { parent: String, id: String },
+    /// The write was made, but fewer replicas than asked confirmed it within the timeout: a
+    /// crash of its master now could still lose it.
+    #[error("write not confirmed by {asked} replica(s) ({acked} did)")]
+    NotReplicated { asked: u32, acked: u32 },
 }
 
 /// What [`Store::create`] did.
@@ -71,18 +80,29 @@ pub struct Store {
     clients: Vec<redis::Client>,
     keys: Keys,
     scripts: Arc<Scripts>,
+    durability: Durability,
 }
 
 impl Store {
     /// Connects to Redis (`rediss://` trusting `tls`): one URL is a standalone Redis, a
     /// comma-separated list the seed nodes of a Redis Cluster. Fails if it does not answer.
-    pub async fn connect(url: &str, namespace: &str, tls: &ClientTls) -> Result<Self, StoreError> {
-        let (conn, clients) = Conn::connect(url, tls).await?;
+    /// Creates and terminal writes are confirmed by `replicas` replicas, each `WAIT` for at most
+    /// `wait_timeout` ([`Replicas::Auto`] is decided here, by looking at the masters).
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        tls: &ClientTls,
+        replicas: Replicas,
+        wait_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let (mut conn, clients) = Conn::connect(url, tls).await?;
+        let durability = Durability::decide(&mut conn, replicas, wait_timeout).await;
         let store = Self {
             conn,
             clients,
             keys: Keys::new(namespace),
             scripts: Arc::new(Scripts::new()),
+            durability,
         };
         store.ping().await?;
         Ok(store)
@@ -105,6 +125,20 @@ impl Store {
         &self.clients
     }
 
+    /// How many replicas confirm a create or a terminal write (0: none is waited for).
+    pub fn replicas(&self) -> u32 {
+        self.durability.replicas()
+    }
+
+    /// Waits until the write just made to `name`'s master is on the replicas asked for.
+    async fn confirm(&self, name: &OperationName) -> Result<(), StoreError> {
+        let bucket = Bucket::of_id(name.id());
+        match self.durability.confirm(&mut self.conn(), bucket).await? {
+            Confirmed::Yes => Ok(()),
+            Confirmed::No { asked, acked } => Err(StoreError::NotReplicated { asked, acked }),
+        }
+    }
+
     /// The connection to send a command on: the one place that picks it.
     fn conn(&self) -> Conn {
         self.conn.clone()
@@ -112,13 +146,16 @@ impl Store {
 
     /// Stores a new operation (version 1) and indexes it.
     /// Creates the record; with a new one, the watch-list entries in `watches` are armed (each
-    /// "no later than" its time) in the same step.
+    /// "no later than" its time) in the same step. Answers once the replicas asked for hold it
+    /// (also when the request id was taken: the first create may not have been confirmed);
+    /// [`StoreError::NotReplicated`] if they do not, though the record exists.
     pub async fn create(
         &self,
         op: &Operation,
         watches: &[(Watch, Millis)],
     ) -> Result<Created, StoreError> {
         let existing = self.script_create(op, watches).await?;
+        self.confirm(&op.name).await?;
         match existing {
             None => Ok(Created::New),
             Some(name) => Ok(Created::Existing(OperationName::parse(&name).map_err(
@@ -159,7 +196,8 @@ impl Store {
 
     /// Applies a transition atomically: read, apply `f`, write back if nobody wrote in between
     /// (else retry). A transition that leaves the record unchanged writes nothing. Returns the
-    /// record as written and what `f` answered.
+    /// record as written and what `f` answered. A write that makes the operation done answers once
+    /// the replicas asked for hold it, else [`StoreError::NotReplicated`] (though it was made).
     pub async fn update<T>(
         &self,
         name: &OperationName,
@@ -191,7 +229,12 @@ impl Store {
                 .script_cas(name, version, &after, became_done, effect(&after))
                 .await?;
             match written {
-                Versioned::Written => return Ok((after, answer)),
+                Versioned::Written => {
+                    if became_done {
+                        self.confirm(name).await?;
+                    }
+                    return Ok((after, answer));
+                }
                 Versioned::Gone => return Err(StoreError::NotFound),
                 Versioned::Stale => continue,
             }

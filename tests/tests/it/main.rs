@@ -26,6 +26,7 @@ mod proxy;
 mod queue_type;
 mod rabbit_cluster;
 mod redis_cluster;
+mod redis_replicas;
 mod retries;
 mod tls;
 mod trace;

@@ -7,6 +7,8 @@
 //! over, submits succeed again, and a `:wait` is still woken by the change itself: the follower
 //! resubscribed through another seed node.
 //!
+//! What a master's crash does to accepted operations is `redis_replicas.rs`'s.
+//!
 //! The suite's core modules also run against such a cluster (`deploy/test.sh`, last pass).
 
 use std::path::PathBuf;
@@ -69,6 +71,20 @@ impl RedisCluster {
             ["kill".as_ref(), self.dir.as_os_str(), node.as_ref()],
         )
         .await;
+    }
+}
+
+impl RedisCluster {
+    /// Sends `signal` (`STOP`, `CONT`) to node `node`'s server, by the PID its script recorded.
+    pub fn signal(&self, node: usize, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("n{node}/pid"))).expect("pid");
+        let status = std::process::Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(pid.trim())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
     }
 }
 

@@ -2,7 +2,8 @@
 //! attempt in Redis under a lease, run the job ([`super::run`]), record its outcome
 //! ([`super::outcome`]) — and only then settle the delivery with the broker, in one place
 //! ([`handle`], through [`settle_delivery`]): acked once its outcome is in Redis (or Redis says
-//! there is none of ours to write), put back on the queue when this worker could not start it.
+//! there is none of ours to write), put back on the queue when this worker could not start it or
+//! no replica confirmed its outcome.
 //!
 //! It decides no outcome and writes no terminal state itself.
 
@@ -150,7 +151,7 @@ fn life<'a>(
         // The latest armed lease score is the one last renewed.
         let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
         let ended = (outcome, forced);
-        Box::pin(outcome::record(
+        let confirmed = Box::pin(outcome::record(
             shared,
             &name,
             started.attempt,
@@ -159,7 +160,12 @@ fn life<'a>(
             &armed,
         ))
         .await;
-        (Settle::Ack, Some((registration, permit)))
+        let settle = if confirmed {
+            Settle::Ack
+        } else {
+            Settle::Requeue
+        };
+        (settle, Some((registration, permit)))
     }
 }
 

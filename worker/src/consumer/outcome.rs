@@ -2,7 +2,12 @@
 //! `match` that decides it from what the job returned and why its token fired ([`decide`]), and
 //! the one place it is written to Redis ([`record`]: the terminal write, a retry, a hand-back).
 //!
-//! It does not ack: the delivery is settled by [`super::delivery`] once this has returned.
+//! It does not ack: the delivery is settled by [`super::delivery`] once this has returned — put
+//! back on the queue when the terminal write was made but no replica confirmed it (a redelivery
+//! of a done operation is refused by `start` and acked; if the master was lost with the write,
+//! the operation is still RUNNING under this attempt's lease, and the reaper queues it again when
+//! the lease ends). Likewise when the record is found QUEUED though this attempt started: with
+//! replicas in use, the start may have been lost with its master, and the redelivery runs it.
 
 use std::time::Duration;
 
@@ -56,6 +61,9 @@ enum Settled {
     Done,
     /// Done, and the write that ended it removed the lease entry too.
     DoneUnwatched,
+    /// Done by a write that no replica confirmed, or found QUEUED with replicas in use (its
+    /// start may have been lost with its master): the delivery goes back to the queue.
+    Unconfirmed,
 }
 
 /// Turns what the job returned, and why its token fired (if it did), into an outcome.
@@ -97,7 +105,8 @@ pub(super) fn decide(
 
 /// Records the outcome of `attempt` (and whether its stop was `forced`), then, once the record
 /// needs no more watching, drops its lease entry, armed for what `armed` answers (an operation
-/// that may start again keeps it).
+/// that may start again keeps it). Answers whether the delivery may be acked: false when the
+/// write that ended the operation was not confirmed by a replica.
 pub(super) async fn record(
     shared: &Shared,
     name: &OperationName,
@@ -105,13 +114,14 @@ pub(super) async fn record(
     ended: (Outcome, bool),
     stop: &Stop,
     armed: &(dyn Fn() -> Millis + Sync),
-) {
+) -> bool {
     let settled = settle(shared, name, attempt, ended, stop, armed).await;
     if settled == Settled::Done
         && let Err(e) = shared.store.unwatch(Watch::Leases, name, armed()).await
     {
         tracing::debug!(error = %e, "lease entry left for the reaper");
     }
+    settled != Settled::Unconfirmed
 }
 
 /// Writes the outcome to Redis: the one place where a finished attempt is persisted. A Redis
@@ -169,6 +179,18 @@ async fn settle(
             Err(StoreError::NotFound) => {
                 tracing::debug!("operation was deleted while it ran");
                 return Settled::Done;
+            }
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                // Written: writing again would be refused as done. Whether it survives is up to
+                // its master; the redelivery (or the reaper) covers the case it does not.
+                tracing::warn!(error = %e, "outcome recorded unconfirmed; delivery requeued");
+                return Settled::Unconfirmed;
+            }
+            Err(StoreError::Refused(Refused::NotRunning)) if store.replicas() > 0 => {
+                // QUEUED, though this attempt started: the start was lost with its master (or a
+                // reaper queued it again, and published it: the copy is then refused as held).
+                tracing::warn!("outcome not recorded: not running; delivery requeued");
+                return Settled::Unconfirmed;
             }
             Err(StoreError::Refused(r)) => {
                 // Done already, or a newer attempt owns it: this attempt's result is not recorded.

@@ -13,7 +13,6 @@ use anyhow::{Context, bail, ensure};
 use futures_util::{StreamExt, TryStreamExt};
 use lro_common::name::Parent;
 use lro_common::operation::{NewOperation, Operation};
-use lro_common::store::Store;
 use lro_common::time::now_millis;
 use lro_tests::Summary;
 use lro_tests::procs::Procs;
@@ -71,12 +70,7 @@ async fn one(n: usize) -> anyhow::Result<Run> {
 
 async fn measure(procs: &Procs, n: usize) -> anyhow::Result<Run> {
     let connections = lro_common::config::Connections::local(&procs.namespace);
-    let store = Store::connect(
-        &connections.redis_url,
-        &procs.namespace,
-        &connections.client_tls()?,
-    )
-    .await?;
+    let store = connections.store(&connections.client_tls()?).await?;
     let parent = Parent::parse(PARENT)?;
     futures_util::stream::iter(0..n)
         .map(|_| {

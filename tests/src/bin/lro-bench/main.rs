@@ -27,6 +27,8 @@
 //!   (`metrics.rs`);
 //! - `queues`: the quorum job queue beside the classic one, on the shared broker and on a private
 //!   3-node cluster: end-to-end throughput and cancel latency, rounds interleaved (`queues.rs`);
+//! - `cluster`: the standalone Redis beside a private 3-master Redis Cluster with replicas, `WAIT`
+//!   off and on: end-to-end throughput and cancel latency, rounds interleaved (`cluster.rs`);
 //! - `celery`: Celery 5 (`tests/celery/`, in a virtualenv it makes) on the same RabbitMQ and
 //!   Redis: `noop` throughput, and its cooperative abort (`AbortableTask`) of running tasks,
 //!   each beside lro's figure from this run (`celery.rs`);
@@ -58,6 +60,7 @@ mod batch;
 mod bullmq;
 mod cancel;
 mod celery;
+mod cluster;
 mod cpu;
 mod metrics;
 mod queues;
@@ -71,11 +74,11 @@ use cancel::{Cancels, amqp_floor, cancel_latency, redis_floor};
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, batch, metrics, queues, celery, bullmq.
+    /// scale, batch, metrics, queues, cluster, celery, bullmq.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,celery,bullmq"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,cluster,celery,bullmq"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -129,6 +132,15 @@ struct Args {
     /// Running jobs cancelled per configuration and round in the queues scenario.
     #[arg(long, default_value_t = 200)]
     queue_cancels: usize,
+    /// Rounds of the cluster scenario (each runs every Redis configuration once).
+    #[arg(long, default_value_t = 3)]
+    cluster_rounds: usize,
+    /// Operations submitted per configuration and round in the cluster scenario.
+    #[arg(long, default_value_t = 3_000)]
+    cluster_ops: usize,
+    /// Running jobs cancelled per configuration and round in the cluster scenario.
+    #[arg(long, default_value_t = 100)]
+    cluster_cancels: usize,
     /// Seconds each side of the reads scenario runs.
     #[arg(long, default_value_t = 5)]
     read_secs: u64,
@@ -286,6 +298,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("queues") {
         rows.extend(queues::queues(&args).await?);
+    }
+    if run("cluster") {
+        rows.extend(cluster::cluster(&args).await?);
     }
     if run("celery") {
         rows.extend(celery::celery(&args, lro_e2e, lro_token_p50).await?);

@@ -225,9 +225,7 @@ impl DoneCounter {
 pub async fn store(env: &Env) -> lro_common::store::Store {
     let c = env.sys.connections();
     let tls = c.client_tls().expect("trust");
-    lro_common::store::Store::connect(&c.redis_url, &c.namespace, &tls)
-        .await
-        .expect("redis")
+    c.store(&tls).await.expect("redis")
 }
 
 /// A new top-level operation of `kind` (empty input), as the api would create it: the record
