@@ -509,7 +509,7 @@ mod tests {
         };
         let mut out = vec![new(None, None), new(Some(1_500), Some("r-1"))];
         let mut running = new(Some(60_000), None);
-        running.start("w1", t + 1_000, t + 16_000).expect("start");
+        running.start("w1", t + 1_000).expect("start");
         let progress = Progress {
             percent: 40,
             message: "step 4 of 10".into(),
@@ -541,7 +541,7 @@ mod tests {
         out.push(succeeded);
         let mut batch = new(None, None);
         batch.kind = lro_common::kinds::BATCH_CANCEL.into();
-        batch.start("w1", t + 1_000, t + 16_000).expect("start");
+        batch.start("w1", t + 1_000).expect("start");
         let counts = json!({"matched": 30, "cancelled": 25, "alreadyDone": 3, "notCancellable": 2});
         batch
             .finish(1, Terminal::Succeeded(counts), t + 4_000)

@@ -13,6 +13,7 @@ pub mod config;
 pub mod filter;
 pub mod kinds;
 pub mod logging;
+pub mod lose;
 pub mod metrics;
 pub mod name;
 pub mod operation;

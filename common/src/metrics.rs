@@ -132,7 +132,7 @@ impl ReaperMetrics {
         let action = |a: &str| {
             registry.counter(
                 "lro_reaper_actions_total",
-                "reaper actions: requeued (lease expired, queued again), ended (lease expired, \
+                "reaper actions: requeued (its worker died, queued again), ended (its worker died, \
                  ended), republished (publish never confirmed), deleted (retention passed)",
                 &[("action", a)],
             )

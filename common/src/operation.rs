@@ -3,9 +3,9 @@
 //! ```text
 //!   QUEUED ──start──▶ RUNNING ──finish──▶ SUCCEEDED | FAILED | CANCELLED
 //!     │  ▲               │ request_cancel (sets the cancel fact: CANCELLING)
-//!     │  └──hand_back────┤ renew (extends the lease)
-//!     │  └──expire───────┤ (lease ran out: queued again, or done once attempts are spent or a
-//!     │  │                  cancel was requested)
+//!     │  └──hand_back────┤
+//!     │  └──lose─────────┤ (its worker died or was cut off: queued again, or done once attempts
+//!     │  │                  are spent or a cancel was requested)
 //!     │  └──retry────────┘ (a retryable failure: queued again after a backoff, or done)
 //!     └──request_cancel──▶ CANCELLED
 //! ```
@@ -18,11 +18,13 @@
 //! - only the current attempt may report progress, finish or hand back (a stale one is refused);
 //! - a cancel of a queued operation finishes it at once, so no worker ever starts it;
 //! - a job that completes after a cancel was requested stays SUCCEEDED;
-//! - a running attempt holds a lease; while it is unexpired no other attempt may start, and once
-//!   it has expired the next start (or the reaper's `expire`) fences it: its writes are refused.
+//! - a running attempt holds the operation: no other attempt may start until it is lost
+//!   ([`Operation::lose`], when its worker's heartbeat expired or the worker gave it up), which
+//!   fences it: its writes are refused from then on.
 //!
-//! Times are the callers' clocks (milliseconds since the epoch): leases assume the clocks of the
-//! machines involved agree to well within a lease.
+//! Times are the callers' clocks (milliseconds since the epoch). Whether a worker is alive is not
+//! the record's business: the store keeps one heartbeat per worker, and the reaper loses the
+//! attempts of a worker whose heartbeat expired.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,9 +100,6 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub struct Run {
     pub worker: String,
     pub started: Millis,
-    /// Until when the worker holds the operation; it renews this while the job runs.
-    #[serde(default)]
-    pub lease_until: Millis,
 }
 
 /// How an operation ended.
@@ -181,12 +180,8 @@ pub enum Refused {
     NotCancellable(String),
     #[error("the next attempt may not start before {0}")]
     NotYet(Millis),
-    #[error("attempt {attempt} on worker {worker} holds the operation until {until}")]
-    Held {
-        worker: String,
-        attempt: u32,
-        until: Millis,
-    },
+    #[error("attempt {attempt} on worker {worker} holds the operation")]
+    Held { worker: String, attempt: u32 },
 }
 
 /// What [`Operation::start`] tells the worker.
@@ -197,14 +192,7 @@ pub struct Started {
     pub cancel_requested: bool,
 }
 
-/// What [`Operation::renew`] tells the worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Renewed {
-    /// A cancel is on record: the job's token must fire (a lost cancel message is caught here).
-    pub cancel_requested: bool,
-}
-
-/// What [`Operation::expire`] did with an operation whose worker let its lease run out.
+/// What [`Operation::lose`] did with an operation whose attempt was lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expired {
     /// Queued again: it must be published so that a worker runs the next attempt.
@@ -294,35 +282,19 @@ impl Operation {
         }
     }
 
-    /// A worker takes the operation: a new attempt begins, holding the operation until
-    /// `lease_until`.
+    /// A worker takes the operation: a new attempt begins, held by `worker` until it ends or is
+    /// lost.
     ///
-    /// Starting a RUNNING operation is refused while its attempt's lease holds (a duplicate
-    /// message); once the lease has expired it is a takeover that fences the old attempt.
-    pub fn start(
-        &mut self,
-        worker: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<Started, Refused> {
+    /// Starting a RUNNING operation is refused (a duplicate or redelivered message): its attempt
+    /// holds it until that attempt is lost ([`Operation::lose`]).
+    pub fn start(&mut self, worker: &str, now: Millis) -> Result<Started, Refused> {
         match &self.phase {
             Phase::Done { .. } => return Err(Refused::Done),
-            Phase::Running { run } if run.lease_until > now => {
+            Phase::Running { run } => {
                 return Err(Refused::Held {
                     worker: run.worker.clone(),
                     attempt: self.attempt,
-                    until: run.lease_until,
                 });
-            }
-            Phase::Running { .. } => {
-                // A takeover: the old attempt is lost, exactly as if the reaper had expired it.
-                // If expiring would end the operation (a cancel on record, attempts spent), it
-                // is not started; the reaper ends it (a refused transition changes nothing).
-                let mut taken = self.clone();
-                if taken.expire(now)? != Expired::Requeued {
-                    return Err(Refused::Done);
-                }
-                *self = taken;
             }
             Phase::Queued => {
                 if let Some(at) = self.not_before.filter(|&at| at > now) {
@@ -336,7 +308,6 @@ impl Operation {
             run: Run {
                 worker: worker.to_owned(),
                 started: now,
-                lease_until,
             },
         };
         self.progress = None;
@@ -347,32 +318,22 @@ impl Operation {
         })
     }
 
-    /// The running attempt extends its lease, and learns whether a cancel is on record. Not an
-    /// update a user sees: `updated` stays.
-    pub fn renew(&mut self, attempt: u32, lease_until: Millis) -> Result<Renewed, Refused> {
-        self.check_current(attempt)?;
-        if let Phase::Running { run } = &mut self.phase {
-            run.lease_until = run.lease_until.max(lease_until);
+    /// The attempt `worker` runs now, if it runs one.
+    pub fn held_by(&self, worker: &str) -> Option<u32> {
+        match &self.phase {
+            Phase::Running { run } if run.worker == worker => Some(self.attempt),
+            _ => None,
         }
-        Ok(Renewed {
-            cancel_requested: self.cancel_requested.is_some(),
-        })
     }
 
-    /// The reaper found the lease of the running attempt expired: its worker is dead or cut off.
-    /// A requested cancel is honoured now; otherwise it runs again, unless its attempts are spent.
-    pub fn expire(&mut self, now: Millis) -> Result<Expired, Refused> {
-        let run = match &self.phase {
-            Phase::Done { .. } => return Err(Refused::Done),
-            Phase::Queued => return Err(Refused::NotRunning),
-            Phase::Running { run } if run.lease_until > now => {
-                return Err(Refused::Held {
-                    worker: run.worker.clone(),
-                    attempt: self.attempt,
-                    until: run.lease_until,
-                });
-            }
-            Phase::Running { run } => run.clone(),
+    /// Attempt `attempt` is lost: its worker's heartbeat expired (the reaper), or the worker
+    /// stopped it without an outcome (it found its heartbeat had expired). A requested cancel is
+    /// honoured now; otherwise it runs again, unless its attempts are spent. Refused unless
+    /// `attempt` is the running one, so it fences exactly that attempt.
+    pub fn lose(&mut self, attempt: u32, now: Millis) -> Result<Expired, Refused> {
+        self.check_current(attempt)?;
+        let Some(run) = self.run().cloned() else {
+            return Err(Refused::NotRunning);
         };
         self.updated = now;
         let (result, expired) = if self.cancel_requested.is_some() {

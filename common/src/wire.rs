@@ -111,7 +111,7 @@ mod tests {
             assert_eq!(&decode_record(text.as_bytes()).unwrap(), op);
         };
         check(&op);
-        op.start("w", 2, 10).unwrap();
+        op.start("w", 2).unwrap();
         op.request_cancel(3, None).unwrap();
         check(&op);
         op.finish(1, Terminal::Succeeded(json!({"a": 1})), 4)

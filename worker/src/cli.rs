@@ -22,9 +22,9 @@ struct Args {
     /// Identity recorded on the operations it runs (generated when absent).
     #[arg(long, env = "LRO_WORKER_ID")]
     worker_id: Option<String>,
-    /// How long a running operation is held without renewal; a dead worker's operations run
-    /// again after about this long.
-    #[arg(long, env = "LRO_LEASE", default_value = "15s", value_parser = parse_duration_arg)]
+    /// How long one heartbeat holds this worker's operations (it beats every third of it); a
+    /// dead worker's operations run again after about this long.
+    #[arg(long, env = "LRO_LEASE", default_value = "3s", value_parser = parse_duration_arg)]
     lease: Duration,
     /// After SIGTERM, how long running jobs may go on finishing before they are stopped and
     /// handed back (to run again elsewhere).

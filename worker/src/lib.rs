@@ -6,8 +6,9 @@
 //! [`registry::Registry`] keyed by operation name, a child of the worker's drain token (fired when
 //! a shutdown's grace period is over).
 //!
-//! Each attempt runs under a lease in Redis, which the worker renews while the job runs; a reaper
-//! (in every worker and api) recovers the operations of a worker that died or hung. A worker whose
+//! The worker's attempts are held by one heartbeat in Redis for the whole process (every third
+//! of its lease, however many jobs run), which also brings the cancels recorded for its jobs; a
+//! reaper (in every worker and api) recovers the operations of a worker whose heartbeat expired. A worker whose
 //! broker connection fails reconnects on its own while its jobs run on.
 //! Jobs may fail retryably ([`JobError::Retry`]) and run again after a backoff; job messages no
 //! worker can act on go to the dead-letter queue.
@@ -18,10 +19,10 @@ pub mod benching;
 mod builtin;
 pub mod cli;
 mod consumer;
+mod heartbeat;
 pub mod job;
 mod metrics;
 pub mod registry;
-mod renew;
 mod session;
 
 use std::sync::Arc;
@@ -42,9 +43,9 @@ pub use registry::CancelReason;
 
 /// The worker's default concurrency: most jobs are I/O-bound and cheap to hold.
 pub const DEFAULT_CONCURRENCY: u16 = 64;
-/// How long a start or renewal holds an operation by default. A dead worker's operations run
-/// again within about this long (plus a reaper tick); renewals happen every third of it.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// How long one heartbeat holds the worker's attempts by default. A dead worker's operations run
+/// again within about this long (plus a reaper tick); it beats every third of it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 /// How long running jobs may go on finishing after a shutdown begins, by default, before their
 /// tokens fire and they are handed back.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -81,6 +82,7 @@ pub struct WorkerConfig {
     pub connections: Connections,
     pub worker_id: String,
     pub concurrency: u16,
+    /// How long one heartbeat holds this worker's attempts (`LRO_LEASE`).
     pub lease: Duration,
     /// After shutdown begins, how long running jobs may go on before they are stopped.
     pub shutdown_grace: Duration,
@@ -189,14 +191,15 @@ impl Worker {
             lease: config.lease,
             stop_grace: config.stop_grace,
             retry_backoff: config.retry_backoff,
-            recheck: Notify::new(),
+            liveness: heartbeat::Liveness::new(),
+            reconcile: Notify::new(),
             cancels_received: cancels_received.clone(),
             metrics: metrics::WorkerMetrics::new(registry.clone(), kind_names),
             consuming: consuming.clone(),
         });
-        // The renewals and the reaper outlive the consume loop until its jobs have settled.
+        // The heartbeat and the reaper outlive the consume loop until its jobs have settled.
         let settled = CancellationToken::new();
-        tokio::spawn(renew::renew_leases(shared.clone(), settled.clone()));
+        tokio::spawn(heartbeat::run(shared.clone(), settled.clone()));
         let tick = (config.lease / 4).min(Duration::from_secs(1));
         if let Some(listener) = admin {
             let readiness = lro_common::admin::Readiness::new(

@@ -23,8 +23,8 @@ pub enum CancelReason {
     Deadline,
     /// The worker is shutting down; the operation is handed back, not cancelled.
     Shutdown,
-    /// The worker no longer holds the operation (its lease could not be renewed, or another
-    /// attempt took over): the job must stop, and its outcome is not recorded.
+    /// The worker no longer holds the operation (its heartbeat expired, or could not be sent
+    /// for longer than it holds): the job must stop, and its outcome is not recorded.
     LeaseLost,
 }
 
@@ -82,20 +82,10 @@ struct Entry {
     held: Option<Held>,
 }
 
-/// The attempt a registered job runs, and until when its lease holds.
+/// The attempt a registered job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     pub attempt: u32,
-    pub lease_until: Millis,
-}
-
-/// A started job, as [`Registry::started_jobs_due`] lists it.
-#[derive(Debug, Clone)]
-pub struct StartedJob {
-    pub name: OperationName,
-    pub id: u64,
-    pub held: Held,
-    pub stop: Stop,
 }
 
 /// The tokens of every job this worker runs. Cheap to clone.
@@ -155,31 +145,22 @@ impl Registry {
         !stops.is_empty()
     }
 
-    /// Every job whose attempt has started, for lease renewal.
-    pub fn started_jobs_due(&self, by: Millis) -> Vec<StartedJob> {
-        self.lock()
-            .iter()
-            .flat_map(|(name, entries)| {
-                entries.iter().filter_map(move |e| {
-                    let held = e.held.filter(|h| h.lease_until <= by)?;
-                    Some(StartedJob {
-                        name: name.clone(),
-                        id: e.id,
-                        held,
-                        stop: e.stop.clone(),
-                    })
-                })
-            })
-            .collect()
+    /// Fires every job's token with `reason`; how many there were.
+    pub fn cancel_all(&self, reason: CancelReason) -> usize {
+        let stops: Vec<Stop> = self
+            .lock()
+            .values()
+            .flat_map(|entries| entries.iter().map(|e| e.stop.clone()))
+            .collect();
+        for stop in &stops {
+            stop.fire(reason);
+        }
+        stops.len()
     }
 
-    /// Records a renewed lease for the registration `id` of `name`.
-    pub fn renewed(&self, name: &OperationName, id: u64, lease_until: Millis) {
-        self.with_entry(name, id, |e| {
-            if let Some(held) = &mut e.held {
-                held.lease_until = held.lease_until.max(lease_until);
-            }
-        });
+    /// Whether a job is registered under `name` (running, or about to start).
+    pub fn holds(&self, name: &OperationName) -> bool {
+        self.lock().contains_key(name)
     }
 
     /// How many jobs are registered.
@@ -223,13 +204,13 @@ impl Registration {
         &self.stop
     }
 
-    /// Records that the attempt started, holding a lease; from now on it is renewed.
+    /// Records that the attempt started.
     pub fn started(&self, held: Held) {
         self.registry
             .with_entry(&self.name, self.id, |e| e.held = Some(held));
     }
 
-    /// The lease as last renewed.
+    /// The attempt it runs, once started.
     pub fn held(&self) -> Option<Held> {
         self.registry
             .with_entry(&self.name, self.id, |e| e.held)
@@ -278,18 +259,11 @@ mod tests {
     fn a_second_registration_of_a_name_does_not_displace_the_first() {
         let reg = Registry::new(CancellationToken::new());
         let running = reg.register(&name("operations/a"));
-        running.started(Held {
-            attempt: 1,
-            lease_until: 10,
-        });
+        running.started(Held { attempt: 1 });
         let copy = reg.register(&name("operations/a"));
-        assert_eq!(reg.started_jobs_due(Millis::MAX).len(), 1);
         drop(copy);
-        assert_eq!(
-            reg.started_jobs_due(Millis::MAX).len(),
-            1,
-            "the running job lost its entry"
-        );
+        assert_eq!(reg.len(), 1, "the running job lost its entry");
+        assert_eq!(running.held(), Some(Held { attempt: 1 }));
         assert!(reg.cancel(&name("operations/a"), CancelReason::User));
         assert_eq!(running.stop().reason(), Some(CancelReason::User));
     }
@@ -305,5 +279,17 @@ mod tests {
         assert!(second.stop().token().is_cancelled());
         drop(second);
         assert!(reg.is_empty());
+        assert!(!reg.holds(&name("operations/a")));
+    }
+
+    #[test]
+    fn cancel_all_fires_every_job_with_the_reason() {
+        let reg = Registry::new(CancellationToken::new());
+        let a = reg.register(&name("operations/a"));
+        let b = reg.register(&name("operations/b"));
+        assert!(reg.holds(&name("operations/a")));
+        assert_eq!(reg.cancel_all(CancelReason::LeaseLost), 2);
+        assert_eq!(a.stop().reason(), Some(CancelReason::LeaseLost));
+        assert_eq!(b.stop().reason(), Some(CancelReason::LeaseLost));
     }
 }

@@ -1,13 +1,17 @@
 //! Random interleavings of everything that can happen to one operation — deliveries (duplicated,
-//! redelivered), starts, progress, renewals, completions, retryable failures, user cancels (their messages delivered
-//! or lost), worker crashes, pauses, shutdown hand-backs and reaper expiries — applied to the
-//! state machine exactly as the store applies them (each transition atomic on the latest record).
-//! After every step the race rules must hold; after the chaos stops, the operation must end.
+//! redelivered), starts, progress, completions, retryable failures, user cancels (their messages
+//! delivered or lost, their inbox entries written or lost with the api), worker heartbeats,
+//! crashes, restarts, pauses past the heartbeat's expiry, starts that land after their worker was
+//! declared dead, reapers losing a dead worker's attempt, workers reconciling what Redis says
+//! they hold, shutdown hand-backs — applied to the state machine exactly as the store applies
+//! them (each transition atomic on the latest record). After every step the race rules must
+//! hold; after the chaos stops, the operation must end.
 
 use serde_json::json;
 
 use super::*;
 
+/// How long a worker's heartbeat holds.
 const LEASE: Millis = 100;
 const WORKERS: usize = 3;
 const CASES: u64 = 20_000;
@@ -37,18 +41,38 @@ struct Job {
     cancelled: bool,
 }
 
+/// One worker process, and its heartbeat entry in Redis.
+#[derive(Debug, Clone, Default)]
+struct Worker {
+    job: Option<Job>,
+    /// Crashed: it does nothing until it restarts.
+    dead: bool,
+    /// Its heartbeat entry in Redis, expiring at this time; none once a reaper removed it.
+    entry: Option<Millis>,
+    /// Until when it believes its heartbeat holds (the last one it saw succeed).
+    believed: Millis,
+    /// Its cancel inbox holds this operation.
+    inbox: bool,
+}
+
 struct World {
     op: Operation,
     now: Millis,
     /// Job messages on the queue (duplicates included).
     queued_messages: u32,
-    workers: [Option<Job>; WORKERS],
+    workers: [Worker; WORKERS],
     terminal_writes: u32,
     cancelled_while_queued: bool,
     /// Every attempt number that ever wrote a terminal state.
     finished_by: Vec<u32>,
     /// A publish guard armed for this time (a retry's backoff).
     guarded: Option<Millis>,
+    /// A cancel's backstop watch entry, for the reaper to forward to the worker's inbox.
+    cancel_watch: bool,
+}
+
+fn worker_name(w: usize) -> String {
+    format!("w{w}")
 }
 
 impl World {
@@ -69,11 +93,16 @@ impl World {
             op,
             now: 0,
             queued_messages: 1,
-            workers: Default::default(),
+            workers: std::array::from_fn(|_| Worker {
+                entry: Some(LEASE),
+                believed: LEASE,
+                ..Worker::default()
+            }),
             terminal_writes: 0,
             cancelled_while_queued: false,
             finished_by: Vec::new(),
             guarded: None,
+            cancel_watch: false,
         }
     }
 
@@ -111,19 +140,66 @@ impl World {
         answer
     }
 
+    /// Worker `w` gives up the attempt it ran without an outcome (its heartbeat lapsed, or
+    /// Redis says it holds an attempt it does not run): lost, fenced by the attempt.
+    fn lose(&mut self, attempt: u32) {
+        let now = self.now;
+        if let Ok(Expired::Requeued) = self.apply(|op| op.lose(attempt, now)) {
+            self.queued_messages += 1;
+        }
+    }
+
+    /// A heartbeat of worker `w`: extends its entry and drains its inbox; or finds it expired or
+    /// removed — then the worker stops its job and gives it up, and (once removed) registers anew.
+    fn heartbeat(&mut self, w: usize, rng: &mut Rng, chaos: bool) {
+        let now = self.now;
+        let worker = &mut self.workers[w];
+        match worker.entry {
+            Some(until) if until >= now => {
+                worker.entry = Some(now + LEASE);
+                worker.believed = now + LEASE;
+                if std::mem::take(&mut worker.inbox)
+                    && let Some(job) = &mut worker.job
+                {
+                    job.cancelled = true;
+                }
+            }
+            lapsed => {
+                if let Some(job) = worker.job.take() {
+                    // The give-up may fail (Redis unreachable); the reconcile repairs it.
+                    if !(chaos && rng.chance(30)) {
+                        self.lose(job.attempt);
+                    }
+                }
+                if lapsed.is_none() {
+                    let worker = &mut self.workers[w];
+                    worker.entry = Some(now + LEASE);
+                    worker.believed = now + LEASE;
+                }
+            }
+        }
+    }
+
     fn step(&mut self, rng: &mut Rng, chaos: bool) {
         let w = rng.below(WORKERS as u64) as usize;
-        match rng.below(10) {
-            // A delivery reaches an idle worker: it starts the attempt, or skips the message.
-            0 | 1 if self.queued_messages > 0 && self.workers[w].is_none() => {
+        let now = self.now;
+        match rng.below(12) {
+            // A delivery reaches an idle worker that believes it is alive (or, by chaos, one that
+            // was paused between that check and its start): it starts the attempt, or skips.
+            0 | 1
+                if self.queued_messages > 0
+                    && self.workers[w].job.is_none()
+                    && !self.workers[w].dead
+                    && (self.workers[w].believed >= now || chaos && rng.chance(10)) =>
+            {
                 self.queued_messages -= 1;
-                let (now, until) = (self.now, self.now + LEASE);
-                if let Ok(started) = self.apply(|op| op.start("w", now, until)) {
+                let name = worker_name(w);
+                if let Ok(started) = self.apply(|op| op.start(&name, now)) {
                     assert!(
                         !self.cancelled_while_queued,
                         "a cancelled-while-queued op started"
                     );
-                    self.workers[w] = Some(Job {
+                    self.workers[w].job = Some(Job {
                         attempt: started.attempt,
                         cancelled: started.cancel_requested,
                     });
@@ -131,10 +207,10 @@ impl World {
             }
             // The job ends: cancelled if its token fired, else succeeded, failed, or failed
             // retryably (queued again, published by a reaper once the backoff is over).
-            2 => {
-                if let Some(job) = self.workers[w].take() {
+            2 if !self.workers[w].dead => {
+                if let Some(job) = self.workers[w].job.take() {
                     if !job.cancelled && rng.chance(25) {
-                        let (now, at) = (self.now, self.now + rng.below(LEASE));
+                        let at = now + rng.below(LEASE);
                         let status = Status::new(Code::Unavailable, "later");
                         if let Ok(Retried::At(at)) =
                             self.apply(|op| op.retry(job.attempt, status, now, at))
@@ -150,91 +226,118 @@ impl World {
                     } else {
                         Terminal::Failed(Status::new(Code::Internal, "boom"))
                     };
-                    let now = self.now;
                     if self.apply(|op| op.finish(job.attempt, result, now)).is_ok() {
                         self.finished_by.push(job.attempt);
                     }
                 }
             }
-            // An operator cancels; the message reaches the worker named in the record, or is lost.
-            3 => {
-                let now = self.now;
-                match self.apply(|op| op.request_cancel(now, None)) {
-                    Ok(CancelEffect::CancelledWhileQueued) => self.cancelled_while_queued = true,
-                    Ok(CancelEffect::Requested { attempt, .. }) if rng.chance(60) => {
-                        for job in self.workers.iter_mut().flatten() {
-                            if job.attempt == attempt {
-                                job.cancelled = true;
-                            }
-                        }
+            // An operator cancels: recorded with its backstop watch entry; the api then writes
+            // the worker's inbox (unless it dies first) and sends the message (which may be lost).
+            3 => match self.apply(|op| op.request_cancel(now, None)) {
+                Ok(CancelEffect::CancelledWhileQueued) => self.cancelled_while_queued = true,
+                Ok(CancelEffect::Requested { worker, attempt }) => {
+                    self.cancel_watch = true;
+                    let w = (0..WORKERS)
+                        .find(|&w| worker_name(w) == worker)
+                        .expect("a worker of the world");
+                    if !(chaos && rng.chance(30)) {
+                        self.workers[w].inbox = true;
                     }
-                    _ => {}
-                }
-            }
-            // A renewal: extends the lease and reads the cancel, or tells the job it lost it.
-            4 => {
-                if let Some(job) = self.workers[w].clone() {
-                    let until = self.now + LEASE;
-                    match self.apply(|op| op.renew(job.attempt, until)) {
-                        Ok(r) => {
-                            if r.cancel_requested {
-                                self.workers[w].as_mut().unwrap().cancelled = true;
-                            }
-                        }
-                        Err(_) => self.workers[w] = None,
+                    if rng.chance(60)
+                        && let Some(job) = &mut self.workers[w].job
+                        && job.attempt == attempt
+                        && !self.workers[w].dead
+                    {
+                        job.cancelled = true;
                     }
                 }
-            }
+                _ => {}
+            },
+            // A heartbeat.
+            4 if !self.workers[w].dead => self.heartbeat(w, rng, chaos),
             // Progress from whichever attempt the worker runs (stale ones are refused).
-            5 => {
-                if let Some(job) = self.workers[w].clone() {
+            5 if !self.workers[w].dead => {
+                if let Some(job) = self.workers[w].job.clone() {
                     let p = Progress {
                         percent: 50,
                         message: String::new(),
                     };
-                    let now = self.now;
                     let _ = self.apply(|op| op.report_progress(job.attempt, p, now));
                 }
             }
-            // A crash: the job is gone and the broker redelivers its message.
-            6 if chaos => {
-                if self.workers[w].take().is_some() {
+            // A crash: the job is gone, the heartbeat stops, the broker redelivers the message.
+            6 if chaos && !self.workers[w].dead => {
+                let worker = &mut self.workers[w];
+                worker.dead = true;
+                if worker.job.take().is_some() {
                     self.queued_messages += 1;
                 }
             }
             // Shutdown: the worker hands the job back and re-publishes it.
-            7 if chaos => {
-                if let Some(job) = self.workers[w].take() {
-                    let now = self.now;
-                    if self.apply(|op| op.hand_back(job.attempt, now)).is_ok() && !self.op.is_done()
-                    {
-                        self.queued_messages += 1;
-                    }
+            7 if chaos && !self.workers[w].dead => {
+                if let Some(job) = self.workers[w].job.take()
+                    && self.apply(|op| op.hand_back(job.attempt, now)).is_ok()
+                    && !self.op.is_done()
+                {
+                    self.queued_messages += 1;
                 }
             }
-            // A reaper looks; a requeued operation is re-published, a guarded one once due.
-            // Sometimes a stray duplicate.
+            // A reaper looks: it loses the attempt of every worker whose heartbeat expired and
+            // removes its entry; forwards a cancel on record to its worker's inbox; publishes a
+            // guarded operation once due. Sometimes a stray duplicate.
             8 => {
-                let now = self.now;
+                for w in 0..WORKERS {
+                    if self.workers[w].entry.is_some_and(|until| until < now) {
+                        if let Some(attempt) = self.op.held_by(&worker_name(w)) {
+                            self.lose(attempt);
+                        }
+                        self.workers[w].entry = None;
+                    }
+                }
+                if std::mem::take(&mut self.cancel_watch)
+                    && self.op.state() == State::Cancelling
+                    && let Some(run) = self.op.run()
+                {
+                    let w = (0..WORKERS)
+                        .find(|&w| worker_name(w) == run.worker)
+                        .expect("a worker of the world");
+                    self.workers[w].inbox = true;
+                }
                 if self.guarded.is_some_and(|at| at <= now) {
                     self.guarded = None;
                     if self.op.state() == State::Queued {
                         self.queued_messages += 1;
                     }
                 }
-                if let Ok(Expired::Requeued) = self.apply(|op| op.expire(now)) {
-                    self.queued_messages += 1;
-                }
                 if chaos && rng.chance(10) {
                     self.queued_messages += 1;
                 }
             }
-            // Time passes (a pause, when it is longer than a lease).
+            // A live worker reconciles: an attempt Redis says it holds but it does not run is
+            // given up at once.
+            9 if !self.workers[w].dead => {
+                if let Some(attempt) = self.op.held_by(&worker_name(w))
+                    && self.workers[w].job.as_ref().map(|j| j.attempt) != Some(attempt)
+                {
+                    self.lose(attempt);
+                }
+            }
+            // A crashed worker restarts under the same id (it registers with its heartbeat, and
+            // reconciles at once).
+            10 if self.workers[w].dead && (!chaos || rng.chance(30)) => {
+                self.workers[w].dead = false;
+                self.workers[w].believed = 0;
+                self.heartbeat(w, rng, chaos);
+            }
+            // Time passes (a pause, when it is longer than a heartbeat's expiry).
             _ => self.now += rng.below(LEASE * 3 / 2),
         }
-        // At any time, the record's attempt is the newest any worker holds.
-        for job in self.workers.iter().flatten() {
-            assert!(job.attempt <= self.op.attempt);
+        // At any time, the record's attempt is the newest any worker holds, and a worker that
+        // knows its heartbeat lapsed runs nothing.
+        for worker in &self.workers {
+            if let Some(job) = &worker.job {
+                assert!(job.attempt <= self.op.attempt);
+            }
         }
     }
 }
@@ -248,8 +351,8 @@ fn every_interleaving_ends_in_exactly_one_terminal_state() {
         for _ in 0..CHAOS_STEPS {
             world.step(&mut rng, true);
         }
-        // The chaos stops; workers, renewals, cancels and reapers go on until it is done. With
-        // a requeue bounded by MAX_ATTEMPTS and no more crashes, that takes few steps.
+        // The chaos stops; workers, heartbeats, cancels, reconciles and reapers go on until it is
+        // done. With a requeue bounded by MAX_ATTEMPTS and no more crashes, that takes few steps.
         let mut steps = 0;
         while !world.op.is_done() {
             world.step(&mut rng, false);

@@ -20,7 +20,7 @@ fn op(cancellable: bool) -> Operation {
 
 fn running() -> Operation {
     let mut o = op(true);
-    o.start("w1", 2, 10).unwrap();
+    o.start("w1", 2).unwrap();
     o
 }
 
@@ -35,7 +35,7 @@ fn new_is_queued() {
 #[test]
 fn start_begins_an_attempt() {
     let mut o = op(true);
-    let s = o.start("w1", 2, 10).unwrap();
+    let s = o.start("w1", 2).unwrap();
     assert_eq!(
         s,
         Started {
@@ -45,32 +45,41 @@ fn start_begins_an_attempt() {
     );
     assert_eq!(o.state(), State::Running);
     assert_eq!(o.run().unwrap().worker, "w1");
-    assert_eq!(o.run().unwrap().lease_until, 10);
+    assert_eq!(o.held_by("w1"), Some(1));
+    assert_eq!(o.held_by("w2"), None);
 }
 
 #[test]
-fn start_of_running_is_refused_while_its_lease_holds() {
+fn start_of_running_is_refused_until_its_attempt_is_lost() {
     let mut o = running();
     let before = o.clone();
     assert_eq!(
-        o.start("w2", 9, 19),
+        o.start("w2", 1_000_000),
         Err(Refused::Held {
             worker: "w1".into(),
-            attempt: 1,
-            until: 10
+            attempt: 1
         })
     );
     assert_eq!(o, before);
 }
 
 #[test]
-fn start_after_the_lease_expired_is_a_takeover_that_fences_the_old_attempt() {
+fn a_lost_attempt_is_fenced_and_the_next_start_is_a_new_attempt() {
     let mut o = running();
-    let s = o.start("w2", 10, 20).unwrap();
+    assert_eq!(o.lose(1, 10), Ok(Expired::Requeued));
+    let s = o.start("w2", 11).unwrap();
     assert_eq!(s.attempt, 2);
     assert_eq!(o.run().unwrap().worker, "w2");
     assert_eq!(
-        o.finish(1, Terminal::Succeeded(json!(1)), 4),
+        o.finish(1, Terminal::Succeeded(json!(1)), 12),
+        Err(Refused::Stale {
+            mine: 1,
+            current: 2
+        })
+    );
+    // Losing the old attempt again changes nothing: only the running attempt can be lost.
+    assert_eq!(
+        o.lose(1, 13),
         Err(Refused::Stale {
             mine: 1,
             current: 2
@@ -95,7 +104,7 @@ fn the_first_cancel_names_who_asked() {
 fn start_of_done_is_refused() {
     let mut o = op(true);
     o.request_cancel(2, None).unwrap();
-    assert_eq!(o.start("w1", 3, 10), Err(Refused::Done));
+    assert_eq!(o.start("w1", 3), Err(Refused::Done));
     assert_eq!(o.state(), State::Cancelled);
 }
 
@@ -130,13 +139,13 @@ fn cancel_while_running_sets_the_fact_and_names_the_worker() {
 }
 
 #[test]
-fn no_takeover_after_a_cancel_request_the_reaper_ends_it() {
+fn a_lost_attempt_with_a_cancel_on_record_ends_cancelled() {
     let mut o = running();
     o.request_cancel(5, None).unwrap();
     let before = o.clone();
-    assert_eq!(o.start("w2", 11, 21), Err(Refused::Done));
+    assert!(matches!(o.start("w2", 11), Err(Refused::Held { .. })));
     assert_eq!(o, before);
-    assert_eq!(o.expire(11), Ok(Expired::Cancelled));
+    assert_eq!(o.lose(1, 11), Ok(Expired::Cancelled));
     assert_eq!(o.run().unwrap().worker, "w1");
 }
 
@@ -156,7 +165,7 @@ fn cancel_of_uncancellable_is_refused_in_every_phase() {
         o.request_cancel(2, None),
         Err(Refused::NotCancellable(_))
     ));
-    o.start("w", 3, 10).unwrap();
+    o.start("w", 3).unwrap();
     let before = o.clone();
     assert!(matches!(
         o.request_cancel(4, None),
@@ -208,7 +217,8 @@ fn progress_only_from_the_current_attempt() {
     };
     o.report_progress(1, p(150), 3).unwrap();
     assert_eq!(o.progress.as_ref().unwrap().percent, 100);
-    o.start("w2", 10, 20).unwrap();
+    o.lose(1, 9).unwrap();
+    o.start("w2", 10).unwrap();
     assert!(o.progress.is_none());
     assert!(matches!(
         o.report_progress(1, p(10), 5),
@@ -229,14 +239,14 @@ fn hand_back_requeues_and_next_start_is_a_new_attempt() {
         o.finish(1, Terminal::Cancelled, 4),
         Err(Refused::NotRunning)
     );
-    assert_eq!(o.start("w2", 5, 15).unwrap().attempt, 2);
+    assert_eq!(o.start("w2", 5).unwrap().attempt, 2);
     // A cancel after the hand-back finishes it at once.
     o.hand_back(2, 6).unwrap();
     assert_eq!(
         o.request_cancel(7, None),
         Ok(CancelEffect::CancelledWhileQueued)
     );
-    assert_eq!(o.start("w3", 8, 18), Err(Refused::Done));
+    assert_eq!(o.start("w3", 8), Err(Refused::Done));
 }
 
 #[test]
@@ -246,8 +256,8 @@ fn retry_queues_again_after_the_backoff_until_attempts_are_spent() {
     assert_eq!(o.retry(1, boom.clone(), 3, 50), Ok(Retried::At(50)));
     assert_eq!(o.state(), State::Queued);
     assert_eq!(o.last_error.as_ref(), Some(&boom));
-    assert_eq!(o.start("w", 49, 60), Err(Refused::NotYet(50)));
-    assert_eq!(o.start("w", 50, 60).unwrap().attempt, 2);
+    assert_eq!(o.start("w", 49), Err(Refused::NotYet(50)));
+    assert_eq!(o.start("w", 50).unwrap().attempt, 2);
     assert_eq!(o.not_before, None);
     for attempt in 2..MAX_ATTEMPTS {
         let now = u64::from(attempt) * 100;
@@ -255,7 +265,7 @@ fn retry_queues_again_after_the_backoff_until_attempts_are_spent() {
             o.retry(attempt, boom.clone(), now, now),
             Ok(Retried::At(now))
         );
-        o.start("w", now, now + 10).unwrap();
+        o.start("w", now).unwrap();
     }
     assert_eq!(
         o.retry(MAX_ATTEMPTS, boom.clone(), 1000, 1000),
@@ -290,55 +300,22 @@ fn hand_back_of_a_cancelling_operation_ends_it_cancelled() {
 }
 
 #[test]
-fn renew_extends_the_lease_and_reports_a_cancel_on_record() {
+fn lose_requeues_until_attempts_are_spent() {
     let mut o = running();
-    let updated = o.updated;
-    assert_eq!(
-        o.renew(1, 20),
-        Ok(Renewed {
-            cancel_requested: false
-        })
-    );
-    assert_eq!(o.run().unwrap().lease_until, 20);
-    assert_eq!(o.updated, updated, "a renewal is not a user-visible update");
-    // Never shortened.
-    o.renew(1, 15).unwrap();
-    assert_eq!(o.run().unwrap().lease_until, 20);
-    o.request_cancel(5, None).unwrap();
-    assert_eq!(
-        o.renew(1, 25),
-        Ok(Renewed {
-            cancel_requested: true
-        })
-    );
-    assert!(matches!(o.renew(2, 30), Err(Refused::Stale { .. })));
-}
-
-#[test]
-fn renew_after_a_takeover_is_refused() {
-    let mut o = running();
-    o.start("w2", 10, 20).unwrap();
-    assert_eq!(
-        o.renew(1, 30),
-        Err(Refused::Stale {
-            mine: 1,
-            current: 2
-        })
-    );
-}
-
-#[test]
-fn expire_requeues_until_attempts_are_spent() {
-    let mut o = running();
-    assert!(matches!(o.expire(9), Err(Refused::Held { .. })));
     for attempt in 1..MAX_ATTEMPTS {
-        assert_eq!(o.expire(100 * u64::from(attempt)), Ok(Expired::Requeued));
+        assert_eq!(
+            o.lose(attempt, 100 * u64::from(attempt)),
+            Ok(Expired::Requeued)
+        );
         assert_eq!(o.state(), State::Queued);
-        assert_eq!(o.expire(100 * u64::from(attempt)), Err(Refused::NotRunning));
+        assert_eq!(
+            o.lose(attempt, 100 * u64::from(attempt)),
+            Err(Refused::NotRunning)
+        );
         let now = 100 * u64::from(attempt) + 1;
-        assert_eq!(o.start("w", now, now + 10).unwrap().attempt, attempt + 1);
+        assert_eq!(o.start("w", now).unwrap().attempt, attempt + 1);
     }
-    assert_eq!(o.expire(10_000), Ok(Expired::Failed));
+    assert_eq!(o.lose(MAX_ATTEMPTS, 10_000), Ok(Expired::Failed));
     match &o.phase {
         Phase::Done {
             result: Terminal::Failed(status),
@@ -346,14 +323,14 @@ fn expire_requeues_until_attempts_are_spent() {
         } => assert_eq!(status.code, Code::Aborted.as_i32()),
         other => panic!("{other:?}"),
     }
-    assert_eq!(o.expire(10_001), Err(Refused::Done));
+    assert_eq!(o.lose(MAX_ATTEMPTS, 10_001), Err(Refused::Done));
 }
 
 #[test]
-fn expire_of_a_cancelling_operation_ends_it_cancelled() {
+fn lose_of_a_cancelling_operation_ends_it_cancelled() {
     let mut o = running();
     o.request_cancel(5, None).unwrap();
-    assert_eq!(o.expire(10), Ok(Expired::Cancelled));
+    assert_eq!(o.lose(1, 10), Ok(Expired::Cancelled));
     assert_eq!(o.state(), State::Cancelled);
     assert_eq!(
         o.finish(1, Terminal::Succeeded(json!(1)), 11),

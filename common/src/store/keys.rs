@@ -6,18 +6,24 @@
 //! | `{ns}:index:{B}:{parent}` | sorted set | the ids of bucket B's live operations under that parent, score 0 (ordered by id, and ids are UUIDv7, so by creation time) |
 //! | `{ns}:req:{B}:{parent}:{requestId}` | string | the name created for that request id |
 //! | `{ns}:kinds` | hash | job kinds registered by workers |
-//! | `{ns}:watch:leases:{B}` | sorted set | names of bucket B's operations a worker started, scored by when their lease ends |
+//! | `{ns}:owned:{B}:{worker}` | set | names of bucket B's operations RUNNING on that worker (kept by the scripts that write the records) |
+//! | `{ns}:watch:cancels:{B}` | sorted set | names of bucket B's running operations with a cancel on record, scored by when a reaper makes sure their worker's inbox has it |
 //! | `{ns}:watch:unpublished:{B}` | sorted set | names of bucket B's operations being queued, scored by when to re-publish them if their publish was never confirmed |
 //! | `{ns}:watch:retention:{B}` | sorted set | names of bucket B's operations with a retention, scored by when to see whether they may be deleted |
 //! | `{ns}:reaper:{B}` | string | present (with an expiry of one reaper tick) while one reaper has claimed bucket B's sweep |
+//! | `{ns}:workers:{W}` | sorted set | every live worker, scored by when its heartbeat expires |
+//! | `{ns}:inbox:{W}:{worker}` | set | names of operations with a cancel on record that worker runs, drained by its heartbeat |
+//! | `{ns}:reaping:{W}:{worker}` | string | present while one reaper loses that dead worker's attempts |
 //!
 //! `{B}` is the hash tag of a [`Bucket`] (`{bd}`, `{ae}`, …), and `{parent}` is `-` for the root.
 //! An operation's bucket follows from its id; a request id's from the parent and the request id,
 //! and the api mints the id of the operation it creates in that bucket. So the record, its index
 //! entry, its request-id entry and its watch-list entries share one slot, and every script
 //! touches one slot; a bucket's reaper claim is in its slot too, so a bucket stays sweepable
-//! whichever other master is down. The kinds hash and the done channel are in slots of their own
-//! and only ever touched alone. This module only names keys; it reads and writes nothing.
+//! whichever other master is down. `{W}` is the namespace's workers tag (`{ns:workers}`): the
+//! heartbeat list, the inboxes and the reaping claims share one slot, so a heartbeat extends its
+//! entry and drains its inbox in one script. The kinds hash and the done channel are in slots of
+//! their own and only ever touched alone. This module only names keys; it reads and writes nothing.
 
 use super::bucket::Bucket;
 use super::watch::Watch;
@@ -72,7 +78,7 @@ impl Keys {
     /// Watch list `list` of `bucket`.
     pub fn watch(&self, list: Watch, bucket: Bucket) -> String {
         let list = match list {
-            Watch::Leases => "leases",
+            Watch::Cancels => "cancels",
             Watch::Unpublished => "unpublished",
             Watch::Retention => "retention",
         };
@@ -82,6 +88,30 @@ impl Keys {
     /// The reapers' claim on `bucket`'s sweep.
     pub fn reaper(&self, bucket: Bucket) -> String {
         format!("{}:reaper:{{{}}}", self.ns, bucket.tag())
+    }
+
+    /// The names of `bucket`'s operations RUNNING on `worker`.
+    pub fn owned(&self, bucket: Bucket, worker: &str) -> String {
+        format!("{}:owned:{{{}}}:{worker}", self.ns, bucket.tag())
+    }
+
+    /// Every live worker, scored by when its heartbeat expires.
+    pub fn workers(&self) -> String {
+        format!("{}:workers:{}", self.ns, self.workers_tag())
+    }
+
+    /// `worker`'s cancel inbox.
+    pub fn inbox(&self, worker: &str) -> String {
+        format!("{}:inbox:{}:{worker}", self.ns, self.workers_tag())
+    }
+
+    /// A reaper's claim on losing dead `worker`'s attempts.
+    pub fn reaping(&self, worker: &str) -> String {
+        format!("{}:reaping:{}:{worker}", self.ns, self.workers_tag())
+    }
+
+    fn workers_tag(&self) -> String {
+        format!("{{{}:workers}}", self.ns)
     }
 
     /// Pub/sub channel carrying the name of every operation that became done or was deleted.
@@ -130,7 +160,8 @@ mod tests {
                 assert_eq!(key_slot(&keys.index(&parent, bucket)), slot);
                 assert_eq!(key_slot(&keys.request(&parent, request)), slot);
                 assert_eq!(key_slot(&keys.reaper(bucket)), slot);
-                for list in [Watch::Leases, Watch::Unpublished, Watch::Retention] {
+                assert_eq!(key_slot(&keys.owned(bucket, "w-1")), slot);
+                for list in [Watch::Cancels, Watch::Unpublished, Watch::Retention] {
                     assert_eq!(key_slot(&keys.watch(list, bucket)), slot);
                 }
             }
@@ -146,6 +177,17 @@ mod tests {
         let b = Bucket::new(0).expect("bucket");
         let p = Parent::parse("projects/p").expect("parent");
         assert_eq!(keys.index(&p, b), "ns:index:{bd}:projects/p");
-        assert_eq!(keys.watch(Watch::Leases, b), "ns:watch:leases:{bd}");
+        assert_eq!(keys.watch(Watch::Cancels, b), "ns:watch:cancels:{bd}");
+        assert_eq!(keys.owned(b, "w-1"), "ns:owned:{bd}:w-1");
+        assert_eq!(keys.workers(), "ns:workers:{ns:workers}");
+        assert_eq!(keys.inbox("w-1"), "ns:inbox:{ns:workers}:w-1");
+    }
+
+    #[test]
+    fn a_heartbeat_and_its_inbox_share_a_slot() {
+        let keys = Keys::new("ns");
+        let slot = key_slot(&keys.workers());
+        assert_eq!(key_slot(&keys.inbox("w-1")), slot);
+        assert_eq!(key_slot(&keys.reaping("w-1")), slot);
     }
 }

@@ -7,8 +7,10 @@
 //! makes an operation done, or deletes it, publishes its name on [`Keys::done_channel`] so waiters
 //! wake without polling. The key names are `keys.rs`'s ([`Keys`]), the 24 buckets a parent's
 //! operations are spread over `bucket.rs`'s ([`Bucket`]), the merged reads of a parent's bucket
-//! indexes `index.rs`'s, the reaper's to-do lists `watch.rs`'s ([`Watch`]), the registered kinds
-//! `kinds.rs`'s. A create, and a write that makes an operation done, answer only once a
+//! indexes `index.rs`'s, the reaper's to-do lists `watch.rs`'s ([`Watch`]), the workers'
+//! heartbeats, cancel inboxes and owned sets `workers.rs`'s, the registered kinds `kinds.rs`'s.
+//! Every write of a record also keeps the owned set of the worker it runs on (`{ns}:owned:…`, in
+//! the record's slot) in the same script: which operations Redis says each worker runs. A create, and a write that makes an operation done, answer only once a
 //! replica holds them when the deployment has replicas (`replicas.rs`).
 //!
 //! Every command goes through one private accessor (`Store::conn`), so the connection is chosen
@@ -23,6 +25,7 @@ mod kinds;
 mod replicas;
 mod scripts;
 mod watch;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +40,9 @@ use conn::Conn;
 pub use keys::Keys;
 pub use replicas::Replicas;
 use replicas::{Confirmed, Durability};
-use scripts::{Scripts, Versioned};
+use scripts::{Owned, Scripts, Versioned};
 pub use watch::{Watch, WatchEffect};
+pub use workers::Beat;
 
 /// Errors callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -225,8 +229,9 @@ impl Store {
                 return Ok((after, answer));
             }
             let became_done = after.is_done() && !before.is_done();
+            let owned = Owned::of(&before, &after);
             let written = self
-                .script_cas(name, version, &after, became_done, effect(&after))
+                .script_cas(name, version, &after, became_done, effect(&after), owned)
                 .await?;
             match written {
                 Versioned::Written => {

@@ -14,7 +14,7 @@ use super::Store;
 use super::bucket::Bucket;
 use super::watch::{Watch, WatchEffect};
 use crate::name::OperationName;
-use crate::operation::Operation;
+use crate::operation::{Operation, Phase};
 use crate::time::Millis;
 use crate::wire;
 
@@ -34,23 +34,25 @@ return false
 ";
 
 /// Writes a new record if the version is still ARGV[1]: -1 gone, 0 lost the race, 1 written.
-/// With a write, it also publishes ARGV[4] on channel ARGV[3] (if given) and changes the watch
-/// list KEYS[2] (if given) as ARGV[5] says: `lt` arms the entry no later than ARGV[6], `set`
-/// moves it to ARGV[6], `rm` removes it if it is still armed for ARGV[6].
+/// With a write, it also publishes ARGV[4] on channel ARGV[3] (if given), changes the watch
+/// list KEYS[2] as ARGV[5] says (`lt` arms the entry no later than ARGV[6], `set` moves it to
+/// ARGV[6], `rm` removes it if it is still armed for ARGV[6], empty leaves it), and adds the name
+/// to the owned set KEYS[3] or removes it as ARGV[7] says (`add`, `rm`, or empty). An unused
+/// KEYS[2] or KEYS[3] is the record's key, never touched (every key must be in its slot).
 const CAS: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'r', ARGV[2])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-if KEYS[2] then
-  if ARGV[5] == 'lt' then redis.call('ZADD', KEYS[2], 'LT', ARGV[6], ARGV[4])
-  elseif ARGV[5] == 'set' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
-  elseif ARGV[5] == 'rm' then
-    local score = redis.call('ZSCORE', KEYS[2], ARGV[4])
-    if score and tonumber(score) == tonumber(ARGV[6]) then redis.call('ZREM', KEYS[2], ARGV[4]) end
-  end
+if ARGV[5] == 'lt' then redis.call('ZADD', KEYS[2], 'LT', ARGV[6], ARGV[4])
+elseif ARGV[5] == 'set' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
+elseif ARGV[5] == 'rm' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[4])
+  if score and tonumber(score) == tonumber(ARGV[6]) then redis.call('ZREM', KEYS[2], ARGV[4]) end
 end
+if ARGV[7] == 'add' then redis.call('SADD', KEYS[3], ARGV[4])
+elseif ARGV[7] == 'rm' then redis.call('SREM', KEYS[3], ARGV[4]) end
 return 1
 ";
 
@@ -76,6 +78,30 @@ if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 ";
+
+/// How a write changes the owned set of a worker (`{ns}:owned:{B}:{worker}`): the name is added
+/// when an attempt of that worker starts, removed when it stops running there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owned<'a> {
+    Add(&'a str),
+    Remove(&'a str),
+}
+
+impl<'a> Owned<'a> {
+    /// The change a transition from `before` to `after` makes to the owned sets.
+    pub(super) fn of(before: &'a Operation, after: &'a Operation) -> Option<Self> {
+        let worker = |op: &'a Operation| match &op.phase {
+            Phase::Running { run } => Some((run.worker.as_str(), op.attempt)),
+            _ => None,
+        };
+        match (worker(before), worker(after)) {
+            (None, Some((w, _))) => Some(Self::Add(w)),
+            (Some((w, _)), None) => Some(Self::Remove(w)),
+            // A start replaces nothing (RUNNING is never started again), so one worker keeps it.
+            _ => None,
+        }
+    }
+}
 
 /// What a write conditioned on the record's version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +182,7 @@ impl Store {
     }
 
     /// [`CAS`]: writes `after` over `version`, publishing the name on the done channel if
-    /// `became_done`, and applies `effect` with the write.
+    /// `became_done`, and applies `effect` and `owned` with the write.
     pub(super) async fn script_cas(
         &self,
         name: &OperationName,
@@ -164,9 +190,25 @@ impl Store {
         after: &Operation,
         became_done: bool,
         effect: Option<WatchEffect>,
+        owned: Option<Owned<'_>>,
     ) -> Result<Versioned, RedisError> {
-        let mut script = self.scripts.cas.key(self.keys.op(name));
+        let record = self.keys.op(name);
+        let bucket = Bucket::of_id(name.id());
+        let (watch_key, mode, at) = match effect {
+            Some(WatchEffect::Arm(list, at)) => (self.keys.watch(list, bucket), "lt", at),
+            Some(WatchEffect::Move(list, at)) => (self.keys.watch(list, bucket), "set", at),
+            Some(WatchEffect::Remove(list, at)) => (self.keys.watch(list, bucket), "rm", at),
+            None => (record.clone(), "", 0),
+        };
+        let (owned_key, owned_mode) = match owned {
+            Some(Owned::Add(worker)) => (self.keys.owned(bucket, worker), "add"),
+            Some(Owned::Remove(worker)) => (self.keys.owned(bucket, worker), "rm"),
+            None => (record.clone(), ""),
+        };
+        let mut script = self.scripts.cas.key(record);
         script
+            .key(watch_key)
+            .key(owned_key)
             .arg(version)
             .arg(wire::encode_record(after))
             .arg(if became_done {
@@ -174,16 +216,10 @@ impl Store {
             } else {
                 String::new()
             })
-            .arg(name.as_str());
-        if let Some(effect) = effect {
-            let (list, mode, at) = match effect {
-                WatchEffect::Arm(list, at) => (list, "lt", at),
-                WatchEffect::Move(list, at) => (list, "set", at),
-                WatchEffect::Remove(list, at) => (list, "rm", at),
-            };
-            let bucket = Bucket::of_id(name.id());
-            script.key(self.keys.watch(list, bucket)).arg(mode).arg(at);
-        }
+            .arg(name.as_str())
+            .arg(mode)
+            .arg(at)
+            .arg(owned_mode);
         Ok(Versioned::from_reply(
             script.invoke_async(&mut self.conn()).await?,
         ))

@@ -4,8 +4,8 @@
 //! They are to-do lists, not truth: an entry only says "look at this record then", and the reaper
 //! ([`crate::reaper`]) decides from the record. An entry is armed before or *with* the record
 //! change it guards: with it on the hot path ([`WatchEffect`], in the record's own create or CAS
-//! script: a submit's guard and retention watch, a start's lease entry, a renewal's move, a
-//! finish's removal), before it by a command of its own otherwise ([`Store::rearm`]: a
+//! script: a submit's guard and retention watch, a cancel's backstop), before it by a command of
+//! its own otherwise ([`Store::rearm`]: a
 //! re-queue's publish guard). An entry is removed or moved only while its score is still the one
 //! the remover read ([`Store::rewatch`]), so a crash at any point leaves at worst an extra entry,
 //! never a missing one, and an entry re-armed meanwhile survives.
@@ -20,8 +20,9 @@ use crate::time::Millis;
 /// The reaper's watch lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watch {
-    /// Operations a worker started: look at them when their lease ends.
-    Leases,
+    /// Running operations with a cancel on record: make sure their worker's inbox has it (the
+    /// api writes it after the record; this covers an api that died in between).
+    Cancels,
     /// Operations being queued: re-publish them if their publish was never confirmed.
     Unpublished,
     /// Operations with a retention: delete them once done for that long.
@@ -41,8 +42,7 @@ pub enum WatchEffect {
 }
 
 impl Store {
-    /// Moves a watch-list entry to `at`, earlier or later (the holder of a lease renewing it, a
-    /// guard armed anew).
+    /// Moves a watch-list entry to `at`, earlier or later (a guard armed anew).
     pub async fn rearm(
         &self,
         list: Watch,

@@ -44,7 +44,8 @@ async fn jobs_of_a_killed_worker_run_again_elsewhere_exactly_once() {
     const N: usize = 100;
     let mut env = Env::start().await;
     let counter = DoneCounter::subscribe(&env).await;
-    let mut doomed = env.worker_process("doomed", 100, &[("LRO_LEASE", "1s")]);
+    // The default configuration: a 3 s heartbeat lease, beating every second.
+    let mut doomed = env.worker_process("doomed", 100, &[]);
 
     let mut names = Vec::new();
     for _ in 0..N {
@@ -59,7 +60,8 @@ async fn jobs_of_a_killed_worker_run_again_elsewhere_exactly_once() {
     doomed.wait().await.expect("reaped");
     let rescuer = env.worker(Kinds::builtin(), 100).await;
 
-    // Each runs again on the rescuer as attempt 2 (the lease ran out; the reaper re-queued it).
+    // Each runs again on the rescuer as attempt 2 (the worker's heartbeat expired; a reaper
+    // re-queued its attempts).
     let mut restarts = Vec::new();
     for name in &names {
         let op = env.api.done(name).await;
@@ -81,13 +83,49 @@ async fn jobs_of_a_killed_worker_run_again_elsewhere_exactly_once() {
         assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
     }
     eprintln!(
-        "kill -9 with {N} running (1 s lease, 8 s jobs): restarted {}-{} ms after the kill \
-         (median {} ms); all done {all_done:?} after it; {} terminal writes",
+        "kill -9 with {N} running (default 3 s lease, 8 s jobs): restarted {}-{} ms after the \
+         kill (median {} ms); all done {all_done:?} after it; {} terminal writes",
         restarts[0],
         restarts[N - 1],
         restarts[N / 2],
         counts.values().sum::<usize>()
     );
+    assert!(
+        restarts[N - 1] <= 5_000,
+        "the last job ran again {} ms after the kill (goal: 5 s)",
+        restarts[N - 1]
+    );
+}
+
+/// A worker restarted under the same id while its old heartbeat still holds (a crash loop, a
+/// fixed `LRO_WORKER_ID`): Redis records the old process's attempts on it, which no job of the
+/// new process runs. Its first reconcile gives them up at once, so they run again, instead of
+/// staying RUNNING on a live worker forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_id_gives_up_what_its_old_process_ran() {
+    const N: usize = 5;
+    let env = Env::start().await;
+    let counter = DoneCounter::subscribe(&env).await;
+    let mut first = env.worker_process("phoenix", 10, &[]);
+    let mut names = Vec::new();
+    for _ in 0..N {
+        let input = json!({ "duration": "1s", "steps": 4 });
+        names.push(name_of(&env.api.submit("", "sleep", input).await));
+    }
+    running_on(&env, "operations", "phoenix", N).await;
+    first.start_kill().expect("kill -9");
+    first.wait().await.expect("reaped");
+    let _second = env.worker_process("phoenix", 10, &[]);
+    for name in &names {
+        let op = env.api.done(name).await;
+        assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
+        assert_eq!(op["metadata"]["attempt"], 2, "{op}");
+        assert_eq!(op["metadata"]["worker"], "phoenix", "{op}");
+    }
+    let counts = counter.counts().await;
+    for name in &names {
+        assert_eq!(counts.get(name), Some(&1), "terminal writes of {name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,22 +158,28 @@ async fn a_paused_worker_is_fenced_and_its_attempt_never_recorded() {
     assert_eq!(counter.counts().await.get(&name), Some(&1));
 }
 
+/// An api that recorded a cancel and died before writing the worker's inbox or sending the
+/// message: the backstop entry armed with the record brings a reaper to write the inbox, and the
+/// worker's heartbeat finds it there.
 #[tokio::test]
-async fn a_cancel_whose_message_was_lost_is_honoured_on_lease_renewal() {
+async fn a_cancel_whose_api_died_before_telling_the_worker_is_honoured() {
+    use lro_common::store::{Watch, WatchEffect};
     let mut env = Env::start().await;
     let probe = Probe::default();
-    env.worker_with(probe.kinds(), |c| {
-        c.lease = Duration::from_millis(600);
-    })
-    .await;
+    env.worker_with(probe.kinds(), |_| {}).await;
     let name = name_of(&env.api.submit("", "gate", json!({})).await);
     probe.started(&name).await;
 
-    // The cancel is recorded in Redis, but its message never reaches the worker.
+    // What `cancel::request` writes before it tells anyone, and nothing more.
     let store = store(&env).await;
     let op_name = lro_common::name::OperationName::parse(&name).expect("name");
+    let now = now_millis();
     store
-        .update(&op_name, |op| op.request_cancel(now_millis(), None))
+        .update_watching(
+            &op_name,
+            |op| op.request_cancel(now, None),
+            |_| Some(WatchEffect::Arm(Watch::Cancels, now + 2_000)),
+        )
         .await
         .expect("cancel recorded");
 

@@ -173,9 +173,9 @@ async fn nested_parents_name_their_operations() {
     assert_eq!(env.api.get(&name).await.ok()["done"], true);
 }
 
-/// The reaper's watch lists as the fast path leaves them: a running operation has its lease
-/// entry, a finished one none, and no publish guard outlives its confirmed publish. (Entries are
-/// armed and removed by the same scripts that write the records.)
+/// The reaper's watch lists and the owned sets as the fast path leaves them: a running operation
+/// is in its worker's owned set, a finished one in none, and no publish guard outlives its
+/// confirmed publish. (Entries are armed and removed by the same scripts that write the records.)
 #[tokio::test]
 async fn watch_lists_hold_exactly_what_the_reaper_must_look_at() {
     use lro_common::store::Watch;
@@ -206,16 +206,36 @@ async fn watch_lists_hold_exactly_what_the_reaper_must_look_at() {
     probe.started(&gate).await;
     all.sort();
 
-    assert_eq!(entries(Watch::Leases).await, vec![gate.clone()]);
+    let worker = store
+        .get(&lro_common::name::OperationName::parse(&gate).expect("name"))
+        .await
+        .expect("get")
+        .run()
+        .expect("running")
+        .worker
+        .clone();
+    let owned = || {
+        let (store, worker) = (store.clone(), worker.clone());
+        async move {
+            let mut names = Vec::new();
+            for bucket in lro_common::store::Bucket::all() {
+                let owned = store.owned(bucket, &worker).await.expect("owned");
+                names.extend(owned.into_iter().map(|n| n.to_string()));
+            }
+            names
+        }
+    };
+    assert_eq!(owned().await, vec![gate.clone()]);
     assert_eq!(entries(Watch::Unpublished).await, Vec::<String>::new());
+    assert_eq!(entries(Watch::Cancels).await, Vec::<String>::new());
     assert_eq!(
         entries(Watch::Retention).await,
         all,
         "every operation has its retention watch"
     );
 
-    // Gone with the write that ended it: no reaper is involved (its lease is 15 s away).
+    // Gone with the write that ended it.
     probe.release(&gate);
     env.api.done(&gate).await;
-    assert_eq!(entries(Watch::Leases).await, Vec::<String>::new());
+    assert_eq!(owned().await, Vec::<String>::new());
 }

@@ -34,7 +34,7 @@ async fn start(backoff: Duration) -> Env {
         c.retry_backoff = backoff;
         // A short lease makes the worker's reaper tick often (a quarter lease), which publishes
         // retries when their backoff is over.
-        c.lease = Duration::from_millis(400);
+        c.lease = Duration::from_millis(1200);
     })
     .await;
     env

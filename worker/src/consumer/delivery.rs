@@ -1,5 +1,5 @@
-//! The life of one job delivery: decode it, wait for a slot, register the job's token, start the
-//! attempt in Redis under a lease, run the job ([`super::run`]), record its outcome
+//! The life of one job delivery: decode it, wait for a slot (and for the worker's heartbeat to
+//! hold), register the job's token, start the attempt in Redis, run the job ([`super::run`]), record its outcome
 //! ([`super::outcome`]) — and only then settle the delivery with the broker, in one place
 //! ([`handle`], through [`settle_delivery`]): acked once its outcome is in Redis (or Redis says
 //! there is none of ours to write), put back on the queue when this worker could not start it or
@@ -13,8 +13,8 @@ use std::time::Duration;
 use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
-use lro_common::operation::{Operation, Started};
-use lro_common::store::{StoreError, Watch, WatchEffect};
+use lro_common::operation::{Operation, Refused, Started};
+use lro_common::store::StoreError;
 use lro_common::time::{Millis, now_millis};
 use lro_common::wire::{self, JobMessage};
 use tokio::sync::OwnedSemaphorePermit;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::outcome;
 use super::run::{self, JobSpec};
-use crate::registry::{CancelReason, Held, Registration};
+use crate::registry::{CancelReason, Held};
 
 /// Longest a delivery waits for a free slot before going back to the queue. Deliveries only wait
 /// when the broker has sent more than the worker's concurrency (after it took deliveries back
@@ -39,9 +39,20 @@ enum Settle {
     Requeue,
 }
 
-/// What a job holds until its delivery is settled: its registration and its slot are given up
-/// only after the delivery is (in that order).
-type Holding = Option<(Registration, OwnedSemaphorePermit)>;
+/// Why a delivery's job does not run here.
+enum Skip {
+    /// Gone, done, or running elsewhere: acked.
+    Ack,
+    /// Recorded as running on this worker already, with no job here: acked, and reconciled.
+    Orphan,
+    /// Redis did not answer: requeued, and reconciled (the start may have been made).
+    Failed,
+}
+
+/// What a job holds until its delivery is settled: its slot is given up only after the delivery
+/// is. (Its registration goes once its outcome is recorded: from then on the reconcile may see
+/// the name unregistered, and finds the record no longer running here.)
+type Holding = Option<OwnedSemaphorePermit>;
 
 /// Carries one delivery through its life, then settles it: the only place a job delivery is
 /// acked or requeued.
@@ -89,44 +100,65 @@ fn life<'a>(
         let Some(permit) = Box::pin(acquire_slot(shared, shutdown)).await else {
             return (Settle::Requeue, None);
         };
+        // No start while the heartbeat does not hold: a reaper may be losing this worker's
+        // attempts right now.
+        tokio::select! {
+            () = Box::pin(shared.liveness.alive()) => {}
+            () = shutdown.cancelled() => return (Settle::Requeue, None),
+        }
         // Registered before the attempt starts: a cancel message arriving from now on finds it.
         let registration = shared.registry.register(&name);
         let stop = registration.stop().clone();
         let now = now_millis();
-        let lease_until = shared.lease_from(now);
         // The Redis and broker calls here are boxed, and results are reduced to what is kept
         // before the next await: this future lives as long as the job runs and is as large as its
         // largest step, so every byte held across an await is held per running job (~5 KiB
         // before).
-        let started = match Box::pin(start(shared, &name, now, lease_until)).await {
+        let started = match Box::pin(start(shared, &name, now)).await {
             Ok((op, started, queued_since)) => {
                 let waited = Duration::from_millis(now.saturating_sub(queued_since));
                 shared.metrics.started(&op.kind, waited);
                 Ok((op.kind, op.input, op.timeout_ms, started))
             }
+            Err(StoreError::Refused(Refused::Held { worker, .. }))
+                if worker == shared.worker_id =>
+            {
+                // Recorded as running here, yet no job of this delivery runs it: a start whose
+                // reply was lost, or an outcome lost with its master. Once this delivery's
+                // registration is gone, the reconcile gives that attempt up, and it runs again.
+                tracing::warn!(operation = %name, "recorded as running here: reconciling");
+                Err(Skip::Orphan)
+            }
             Err(StoreError::NotFound | StoreError::Refused(_)) => {
-                // Deleted, done already (cancelled while queued), or held by a live attempt (a
-                // duplicate message): never run it here.
-                tracing::debug!(operation = %name, "skipping job that is gone, done or held");
-                Err(Settle::Ack)
+                // Deleted, done already (cancelled while queued), or running (a duplicate or
+                // redelivered message): never run it here.
+                tracing::debug!(operation = %name, "skipping job that is gone, done or running");
+                Err(Skip::Ack)
             }
             Err(e) => {
                 tracing::error!(operation = %name, error = %e, "could not start job");
-                Err(Settle::Requeue)
+                Err(Skip::Failed)
             }
         };
         let (kind, input, timeout_ms, started) = match started {
             Ok(started) => started,
-            Err(settle) => {
-                if settle == Settle::Requeue {
-                    Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
-                }
-                return (settle, Some((registration, permit)));
+            Err(Skip::Ack) => return (Settle::Ack, Some(permit)),
+            Err(Skip::Orphan) => {
+                drop(registration);
+                shared.reconcile.notify_one();
+                return (Settle::Ack, Some(permit));
+            }
+            Err(Skip::Failed) => {
+                // The start may have been applied though its reply was lost: once no job here
+                // holds the name, the reconcile gives such an attempt up.
+                drop(registration);
+                shared.reconcile.notify_one();
+                Box::pin(tokio::time::sleep(RETRY_PAUSE)).await;
+                return (Settle::Requeue, Some(permit));
             }
         };
         registration.started(Held {
             attempt: started.attempt,
-            lease_until,
         });
         if started.cancel_requested {
             stop.fire(CancelReason::User);
@@ -148,8 +180,6 @@ fn life<'a>(
         let finished = outcome.finished();
         shared.metrics.finished(&kind, finished, ran.elapsed());
         tracing::debug!(outcome = ?finished, "finished");
-        // The latest armed lease score is the one last renewed.
-        let armed = || registration.held().map_or(lease_until, |h| h.lease_until);
         let ended = (outcome, forced);
         let confirmed = Box::pin(outcome::record(
             shared,
@@ -157,7 +187,6 @@ fn life<'a>(
             started.attempt,
             ended,
             &stop,
-            &armed,
         ))
         .await;
         let settle = if confirmed {
@@ -165,31 +194,27 @@ fn life<'a>(
         } else {
             Settle::Requeue
         };
-        (settle, Some((registration, permit)))
+        drop(registration);
+        (settle, Some(permit))
     }
 }
 
-/// Starts the attempt in Redis, its lease entry armed by the same script, so no crash comes
-/// between the start and the watch that recovers it. Also answers since when the operation was
-/// waiting to start: since it was last queued (created, handed back, re-queued), or since its
-/// retry's backoff ended.
+/// Starts the attempt in Redis; the same script adds it to this worker's owned set, so no crash
+/// comes between the start and what recovers it if this worker dies. Also answers since when the
+/// operation was waiting to start: since it was last queued (created, handed back, re-queued), or
+/// since its retry's backoff ended.
 async fn start(
     shared: &Shared,
     name: &OperationName,
     now: Millis,
-    lease_until: Millis,
 ) -> Result<(Operation, Started, Millis), StoreError> {
     let mut queued_since = now;
     let (op, started) = shared
         .store
-        .update_watching(
-            name,
-            |op| {
-                queued_since = op.updated.max(op.not_before.unwrap_or(0));
-                op.start(&shared.worker_id, now, lease_until)
-            },
-            |_| Some(WatchEffect::Arm(Watch::Leases, lease_until)),
-        )
+        .update(name, |op| {
+            queued_since = op.updated.max(op.not_before.unwrap_or(0));
+            op.start(&shared.worker_id, now)
+        })
         .await?;
     Ok((op, started, queued_since))
 }

@@ -5,16 +5,16 @@
 //!
 //! Each delivery becomes a task on a [`TaskTracker`] ([`delivery`]: one delivery's life, and the
 //! one place a delivery is acked or handed back); the job itself runs in [`run`], and its outcome
-//! is decided and recorded in [`outcome`]. Lease renewals are not the loop's: they run beside it
-//! (`crate::renew`).
+//! is decided and recorded in [`outcome`]. The heartbeat is not the loop's: it runs beside it
+//! (`crate::heartbeat`).
 //!
-//! Ownership of a running job is the lease in Redis, not the delivery. The unacked delivery gives
-//! exact flow control (prefetch = concurrency: a worker is sent a job only when it has a free
-//! slot) and fast recovery when a worker's connection drops (the broker redelivers at once; the
-//! next worker's `start` takes over once the lease has run out, else the reaper does). When the
-//! broker takes a delivery back while its job still runs (RabbitMQ's `consumer_timeout` closing
-//! the channel under a long job), the job goes on under its lease, and the redelivered copy is
-//! skipped by whichever worker receives it (`start` refuses an operation held under a live lease).
+//! Ownership of a running job is the attempt recorded in Redis on this worker, held while the
+//! worker's heartbeat does — not the delivery. The unacked delivery gives exact flow control
+//! (prefetch = concurrency: a worker is sent a job only when it has a free slot). When the broker
+//! takes a delivery back while its job still runs (a dropped connection, or RabbitMQ's
+//! `consumer_timeout` closing the channel under a long job), the job goes on, and the redelivered
+//! copy is skipped by whichever worker receives it (`start` refuses a RUNNING operation); if the
+//! worker itself died, a reaper queues its jobs again once its heartbeat has expired.
 
 mod delivery;
 mod outcome;
@@ -37,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::WorkerError;
+use crate::heartbeat::Liveness;
 use crate::job::Kinds;
 use crate::metrics::WorkerMetrics;
 use crate::registry::{CancelReason, Registry};
@@ -55,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) worker_id: String,
     /// One permit per job this worker may run at once.
     pub(crate) slots: Arc<Semaphore>,
-    /// How long a start or renewal holds an operation.
+    /// How long one heartbeat holds this worker's attempts (it beats every third of it).
     pub(crate) lease: Duration,
     /// How long a job may take to return once its token fired, before it is aborted.
     pub(crate) stop_grace: Duration,
@@ -63,8 +64,11 @@ pub(crate) struct Shared {
     pub(crate) retry_backoff: Duration,
     /// Cancel messages this worker has received (for the benchmark's cost per cancel).
     pub(crate) cancels_received: Arc<std::sync::atomic::AtomicU64>,
-    /// Wakes the lease renewals at once (after a reconnect, to re-read cancels).
-    pub(crate) recheck: Notify,
+    /// Whether the heartbeat holds: jobs start only while it does.
+    pub(crate) liveness: Liveness,
+    /// Asks the heartbeat to compare the owned sets with the registry soon (a start's reply was
+    /// lost).
+    pub(crate) reconcile: Notify,
     pub(crate) metrics: WorkerMetrics,
     /// Whether the loop has a session and takes jobs (for `/readyz`).
     pub(crate) consuming: Arc<AtomicBool>,
@@ -105,8 +109,8 @@ enum Stage {
 /// jobs finish for `shutdown_grace`, then fires their tokens (reason: shutdown) so that they hand
 /// their operations back, and returns once every job has settled. Cancels are still received
 /// while draining. When the session fails it is dropped and reopened (backing off while the
-/// broker is unreachable); running jobs carry on, and once reconnected every lease is renewed at
-/// once, which re-reads the cancels that may have been sent meanwhile.
+/// broker is unreachable); running jobs carry on, and the cancels sent meanwhile reach them
+/// through the inbox their heartbeat drains.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     session: Session,
@@ -162,9 +166,8 @@ pub(crate) async fn run(
                 };
                 match Session::open(&session_config).await {
                     Ok(s) => {
-                        tracing::info!("rabbitmq reconnected; re-checking running jobs");
+                        tracing::info!("rabbitmq reconnected");
                         link = Link::Up(s);
-                        shared.recheck.notify_one();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "rabbitmq unreachable");

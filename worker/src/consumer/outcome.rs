@@ -5,9 +5,10 @@
 //! It does not ack: the delivery is settled by [`super::delivery`] once this has returned — put
 //! back on the queue when the terminal write was made but no replica confirmed it (a redelivery
 //! of a done operation is refused by `start` and acked; if the master was lost with the write,
-//! the operation is still RUNNING under this attempt's lease, and the reaper queues it again when
-//! the lease ends). Likewise when the record is found QUEUED though this attempt started: with
-//! replicas in use, the start may have been lost with its master, and the redelivery runs it.
+//! the operation is still RUNNING on this worker, which runs no job for it any more: the
+//! worker's reconcile gives the attempt up, and it runs again). Likewise when the record is found
+//! QUEUED though this attempt started: with replicas in use, the start may have been lost with
+//! its master, and the redelivery runs it.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use lro_common::name::OperationName;
 use lro_common::operation::{Phase, Refused, Retried, Terminal};
 use lro_common::publish;
 use lro_common::status::{Code, Status};
-use lro_common::store::{StoreError, Watch, WatchEffect};
+use lro_common::store::StoreError;
 use lro_common::time::{Millis, now_millis};
 
 use super::Shared;
@@ -32,7 +33,8 @@ pub(super) enum Outcome {
     Terminal(Terminal),
     /// Not finished (shutdown): queued again, to run elsewhere as the next attempt.
     HandBack,
-    /// The worker no longer holds the operation: nothing of this attempt is recorded.
+    /// The worker no longer holds the operation (its heartbeat lapsed): nothing of this
+    /// attempt is recorded; it is given up, fenced by its number, unless a reaper did already.
     Abandon,
     /// Failed, worth another attempt after a backoff.
     Retry(Status),
@@ -54,13 +56,8 @@ impl Outcome {
 /// Where settling left the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settled {
-    /// It may run again (queued for a retry or handed back), or this attempt lost it: the
-    /// lease entry stays.
-    Open,
-    /// Done (or deleted): its lease entry is no longer needed.
-    Done,
-    /// Done, and the write that ended it removed the lease entry too.
-    DoneUnwatched,
+    /// Recorded (done, queued for a retry, handed back), or not this attempt's to record.
+    Recorded,
     /// Done by a write that no replica confirmed, or found QUEUED with replicas in use (its
     /// start may have been lost with its master): the delivery goes back to the queue.
     Unconfirmed,
@@ -103,63 +100,38 @@ pub(super) fn decide(
     Outcome::Terminal(terminal)
 }
 
-/// Records the outcome of `attempt` (and whether its stop was `forced`), then, once the record
-/// needs no more watching, drops its lease entry, armed for what `armed` answers (an operation
-/// that may start again keeps it). Answers whether the delivery may be acked: false when the
-/// write that ended the operation was not confirmed by a replica.
+/// Records the outcome of `attempt` (and whether its stop was `forced`): the one place where a
+/// finished attempt is persisted. A Redis error is retried until it succeeds or the heartbeat
+/// lapses (the reaper then runs the job again). Answers whether the delivery may be acked: false
+/// when the write that ended the operation was not confirmed by a replica.
 pub(super) async fn record(
-    shared: &Shared,
-    name: &OperationName,
-    attempt: u32,
-    ended: (Outcome, bool),
-    stop: &Stop,
-    armed: &(dyn Fn() -> Millis + Sync),
-) -> bool {
-    let settled = settle(shared, name, attempt, ended, stop, armed).await;
-    if settled == Settled::Done
-        && let Err(e) = shared.store.unwatch(Watch::Leases, name, armed()).await
-    {
-        tracing::debug!(error = %e, "lease entry left for the reaper");
-    }
-    settled != Settled::Unconfirmed
-}
-
-/// Writes the outcome to Redis: the one place where a finished attempt is persisted. A Redis
-/// error is retried until it succeeds or the lease is lost (the reaper then runs the job again).
-/// Answers whether the operation is now done (or deleted), so needs no more watching.
-async fn settle(
     shared: &Shared,
     name: &OperationName,
     attempt: u32,
     (outcome, forced): (Outcome, bool),
     stop: &Stop,
-    armed: &(dyn Fn() -> Millis + Sync),
-) -> Settled {
+) -> bool {
     let store = &shared.store;
     let mut pause = Duration::from_millis(50);
     let mut cancel_recorded = None;
-    let done = |done: bool| if done { Settled::Done } else { Settled::Open };
-    loop {
+    let recorded = |_| Settled::Recorded;
+    let settled = loop {
         let now = now_millis();
         let written = match &outcome {
             Outcome::Abandon => {
-                tracing::info!("lease lost: outcome not recorded");
-                return Settled::Open;
+                give_up(shared, name, attempt, now).await;
+                break Settled::Recorded;
             }
-            // The lease entry goes with the write that ends the operation, in one script.
+            // The owned-set entry goes with the write that ends the operation, in one script.
             Outcome::Terminal(t) => store
-                .update_watching(
-                    name,
-                    |op| {
-                        cancel_recorded = op.cancel_requested;
-                        if forced {
-                            op.finish_forced(attempt, t.clone(), now)
-                        } else {
-                            op.finish(attempt, t.clone(), now)
-                        }
-                    },
-                    |_| Some(WatchEffect::Remove(Watch::Leases, armed())),
-                )
+                .update(name, |op| {
+                    cancel_recorded = op.cancel_requested;
+                    if forced {
+                        op.finish_forced(attempt, t.clone(), now)
+                    } else {
+                        op.finish(attempt, t.clone(), now)
+                    }
+                })
                 .await
                 .map(|_| {
                     // Cancel recorded (by the api) → this job's token fired (here).
@@ -169,37 +141,42 @@ async fn settle(
                         let latency = Duration::from_millis(fired.saturating_sub(recorded));
                         shared.metrics.cancel_latency(latency);
                     }
-                    Settled::DoneUnwatched
+                    Settled::Recorded
                 }),
-            Outcome::HandBack => hand_back(shared, name, attempt, now).await.map(done),
-            Outcome::Retry(status) => retry(shared, name, attempt, status, now).await.map(done),
+            Outcome::HandBack => hand_back(shared, name, attempt, now).await.map(recorded),
+            Outcome::Retry(status) => retry(shared, name, attempt, status, now)
+                .await
+                .map(recorded),
         };
         match written {
-            Ok(settled) => return settled,
+            Ok(settled) => break settled,
             Err(StoreError::NotFound) => {
                 tracing::debug!("operation was deleted while it ran");
-                return Settled::Done;
+                if let Err(e) = store.disown(&shared.worker_id, name).await {
+                    tracing::debug!(error = %e, "owned entry left for the reconcile");
+                }
+                break Settled::Recorded;
             }
             Err(e @ StoreError::NotReplicated { .. }) => {
                 // Written: writing again would be refused as done. Whether it survives is up to
-                // its master; the redelivery (or the reaper) covers the case it does not.
+                // its master; the redelivery (or the reconcile) covers the case it does not.
                 tracing::warn!(error = %e, "outcome recorded unconfirmed; delivery requeued");
-                return Settled::Unconfirmed;
+                break Settled::Unconfirmed;
             }
             Err(StoreError::Refused(Refused::NotRunning)) if store.replicas() > 0 => {
                 // QUEUED, though this attempt started: the start was lost with its master (or a
-                // reaper queued it again, and published it: the copy is then refused as held).
+                // reaper queued it again, and published it: the copy is then refused as running).
                 tracing::warn!("outcome not recorded: not running; delivery requeued");
-                return Settled::Unconfirmed;
+                break Settled::Unconfirmed;
             }
             Err(StoreError::Refused(r)) => {
                 // Done already, or a newer attempt owns it: this attempt's result is not recorded.
                 tracing::info!(refused = %r, "outcome not recorded");
-                return done(r == Refused::Done);
+                break Settled::Recorded;
             }
             Err(e) if stop.reason() == Some(CancelReason::LeaseLost) => {
-                tracing::warn!(error = %e, "could not record outcome before losing the lease");
-                return Settled::Open;
+                tracing::warn!(error = %e, "could not record outcome before the heartbeat lapsed");
+                break Settled::Recorded;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record outcome; retrying");
@@ -207,6 +184,22 @@ async fn settle(
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
+    };
+    settled != Settled::Unconfirmed
+}
+
+/// Gives the attempt up without an outcome (the heartbeat lapsed, so a reaper is losing this
+/// worker's attempts): lost, fenced by its number, unless a reaper (or a newer attempt) was
+/// first. A failure is left to the reconcile, which finds the attempt recorded here and no job
+/// running it.
+async fn give_up(shared: &Shared, name: &OperationName, attempt: u32, now: Millis) {
+    let mine = |op: &lro_common::operation::Operation| {
+        (op.held_by(&shared.worker_id) == Some(attempt)).then_some(attempt)
+    };
+    match lro_common::lose::lose(&shared.store, &shared.publisher, name, mine, now).await {
+        Ok(Some(lost)) => tracing::info!(?lost, "heartbeat lapsed: attempt given up"),
+        Ok(None) => tracing::info!("heartbeat lapsed: attempt already lost"),
+        Err(e) => tracing::warn!(error = %e, "heartbeat lapsed: attempt left for the reconcile"),
     }
 }
 

@@ -1,27 +1,33 @@
 //! Recovery: nothing accepted is left stranded when a process dies at the wrong moment. A reaper
-//! runs in every api and worker process and, each tick, looks at the due entries of the watch
-//! lists ([`crate::store::Watch`]) of every bucket it can claim for that tick: the lists are per
+//! runs in every api and worker process and, each tick, first loses the attempts of every worker
+//! whose heartbeat expired (`workers.rs`), then looks at the due entries of the watch lists
+//! ([`crate::store::Watch`]) of every bucket it can claim for that tick: the lists are per
 //! [`Bucket`], and one claim per bucket (`{ns}:reaper:{B}`) means that however many processes run,
 //! each bucket's entries are looked at once per claim, by one of them.
 //!
-//! Two failures leave an operation that nobody will move on its own:
-//! - its worker died, hung or was cut off while running it. The lease owns a running job, not
-//!   the delivery: a copy the broker redelivers is skipped while the attempt's lease is live (a
-//!   worker's `start` refuses it, and the copy is acked), and a hung worker's delivery is not
-//!   redelivered at all. So the reaper expires the lease once it has run out ([`Watch::Leases`],
-//!   armed by the script that starts the attempt);
+//! Three failures leave an operation that nobody will move on its own:
+//! - its worker died, hung or was cut off while running it. A running attempt is held by its
+//!   worker's heartbeat, not by the delivery: a copy the broker redelivers is skipped (`start`
+//!   refuses a RUNNING operation, and the copy is acked), and a hung worker's delivery is not
+//!   redelivered at all. So once a worker's heartbeat has expired, the reaper loses each attempt
+//!   its owned sets name ([`crate::lose`]): queued again and re-published, or ended;
 //! - a process made it QUEUED in Redis and died before the broker confirmed its job message: the
 //!   reaper publishes it once its publish guard falls due ([`Watch::Unpublished`]). Arming and
-//!   dropping guards is [`crate::publish`]'s; the reaper uses it for its own re-queues.
+//!   dropping guards is [`crate::publish`]'s; the reaper uses it for its own re-queues;
+//! - the api recorded a cancel and died before writing it to the worker's inbox: the reaper writes
+//!   it there when the cancel's backstop entry falls due ([`Watch::Cancels`]).
 //!
 //! It also deletes done operations once their retention has passed ([`Watch::Retention`]).
 //!
 //! Every action it takes is a compare-and-set transition
-//! ([`Operation::expire`](crate::operation::Operation::expire)) or an idempotent re-publish, so
-//! any number of reapers may run at once: two reapers expiring one lease race on the CAS and only
-//! the winner publishes; a duplicate job message is harmless (a worker's `start` refuses an
-//! operation that is done or held under a live lease). An entry it is done with is removed only
-//! if still armed for the time it read, so an entry armed anew meanwhile survives.
+//! ([`Operation::lose`](crate::operation::Operation::lose), fenced by the attempt) or an
+//! idempotent re-publish or inbox write, so any number of reapers may run at once: two reapers
+//! losing one attempt race on the CAS and only the winner publishes; a duplicate job message is
+//! harmless (a worker's `start` refuses an operation that is done or running). An entry it is
+//! done with is removed only if still armed for the time it read, so an entry armed anew
+//! meanwhile survives.
+
+mod workers;
 
 use std::time::Duration;
 
@@ -29,10 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::metrics::ReaperMetrics;
-use crate::operation::{Expired, Refused};
-use crate::publish::{REPUBLISH_AFTER, guard_publish, publish};
 use crate::store::{BUCKETS, Bucket, Store, StoreError, Watch};
-use crate::time::{Millis, millis, now_millis};
+use crate::time::{Millis, now_millis};
+pub use workers::{forget_if_deleted, reap_workers};
 
 /// Entries handled per watch list per bucket per tick.
 const BATCH: usize = 200;
@@ -40,9 +45,9 @@ const BATCH: usize = 200;
 /// What one sweep did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
-    /// Expired leases whose operation was queued again and re-published.
+    /// Attempts of dead workers whose operation was queued again and re-published.
     pub requeued: usize,
-    /// Expired leases whose operation ended (cancel on record, or attempts spent).
+    /// Attempts of dead workers whose operation ended (cancel on record, or attempts spent).
     pub ended: usize,
     /// Queued operations whose publish was never confirmed, published now.
     pub republished: usize,
@@ -65,6 +70,15 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
+        }
+        // A reaping claim outlives the tick: losing many attempts takes longer.
+        match reap_workers(&store, &publisher, now_millis(), tick * 30).await {
+            Ok(swept) if swept != Swept::default() => {
+                metrics.record(&swept);
+                tracing::info!(?swept, "reaper: dead workers");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaping dead workers failed; retrying next tick"),
         }
         let start = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % usize::from(BUCKETS);
         for bucket in Bucket::all().cycle().skip(start).take(usize::from(BUCKETS)) {
@@ -90,10 +104,11 @@ pub async fn run(
     }
 }
 
-/// Looks at every due watch-list entry of every bucket once, claimed or not (for tests and
-/// tools: the running reaper sweeps the buckets it claims).
+/// Loses the attempts of every dead worker, then looks at every due watch-list entry of every
+/// bucket once, claimed or not (for tests and tools: the running reaper sweeps the buckets it
+/// claims).
 pub async fn sweep(store: &Store, publisher: &Broker, now: Millis) -> Result<Swept, StoreError> {
-    let mut swept = Swept::default();
+    let mut swept = reap_workers(store, publisher, now, Duration::from_secs(30)).await?;
     for bucket in Bucket::all() {
         let s = sweep_bucket(store, publisher, bucket, now).await?;
         swept.requeued += s.requeued;
@@ -112,64 +127,19 @@ pub async fn sweep_bucket(
     now: Millis,
 ) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
-    for (name, due) in store.due_in(Watch::Leases, bucket, now, BATCH).await? {
-        // Guarded before the write when it would requeue: if this reaper dies between requeueing
-        // the operation and publishing it, another one publishes it. (Only then: a guard armed
-        // anew would postpone a retry's.)
-        let would_requeue = match store.get(&name).await {
-            Ok(mut op) => op.expire(now) == Ok(Expired::Requeued),
-            Err(StoreError::NotFound) => false,
-            Err(e) => return Err(e),
-        };
-        let guarded_at = if would_requeue {
-            Some(guard_publish(store, &name).await?)
-        } else {
-            None
-        };
-        // A lease entry goes only with a done or deleted operation: an operation that may start
-        // again keeps its entry (a start arms it "no later than", so never postpones it).
-        let later = now + millis(REPUBLISH_AFTER);
-        match store.update(&name, |op| op.expire(now)).await {
-            Ok((_, Expired::Requeued)) => {
-                tracing::info!(operation = %name, "lease expired: queued again");
-                store
-                    .rewatch(Watch::Leases, &name, due, Some(later))
-                    .await?;
-                // A failed publish is repaired by the guard on a later tick. (Requeued without a
-                // guard: the record changed between the look and the write; guard it now.)
-                let guarded_at = match guarded_at {
-                    Some(at) => at,
-                    None => guard_publish(store, &name).await?,
-                };
-                if let Err(e) = publish(store, publisher, &name, guarded_at, None).await {
-                    tracing::warn!(operation = %name, error = %e, "re-publish failed");
+    for (name, due) in store.due_in(Watch::Cancels, bucket, now, BATCH).await? {
+        // Still running with its cancel on record: its worker's inbox gets it (again: the api
+        // wrote it there unless it died first; a second copy is harmless).
+        match store.get(&name).await {
+            Ok(op) if op.state() == crate::operation::State::Cancelling => {
+                if let Some(run) = op.run() {
+                    store.send_to_inbox(&run.worker, &name).await?;
                 }
-                swept.requeued += 1;
             }
-            Ok((_, Expired::Cancelled | Expired::Failed)) => {
-                tracing::info!(operation = %name, "lease expired: ended");
-                store.unwatch(Watch::Leases, &name, due).await?;
-                swept.ended += 1;
-            }
-            // Renewed meanwhile: look again when the new lease ends.
-            Err(StoreError::Refused(Refused::Held { until, .. })) => {
-                store
-                    .rewatch(Watch::Leases, &name, due, Some(until))
-                    .await?;
-            }
-            // Queued (a start in flight, or handed back and published): look again later (a
-            // worker that starts it re-arms the entry for its lease); done or deleted: nothing
-            // left to watch.
-            Err(StoreError::Refused(Refused::NotRunning)) => {
-                store
-                    .rewatch(Watch::Leases, &name, due, Some(later))
-                    .await?;
-            }
-            Err(StoreError::Refused(_) | StoreError::NotFound) => {
-                store.unwatch(Watch::Leases, &name, due).await?;
-            }
+            Ok(_) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e),
         }
+        store.unwatch(Watch::Cancels, &name, due).await?;
     }
     for (name, due) in store.due_in(Watch::Unpublished, bucket, now, BATCH).await? {
         let queued = match store.get(&name).await {
