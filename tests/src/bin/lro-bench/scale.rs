@@ -1,5 +1,6 @@
-//! The `scale` scenario: N long `sleep`s in flight on two worker processes — memory per operation
-//! and cancel → CANCELLED at that load.
+//! The `scale` scenario: N long `sleep`s in flight on two worker processes — memory per operation,
+//! the Redis commands per second they cost while they run (liveness is one heartbeat per worker,
+//! so this should not grow with N), and cancel → CANCELLED at that load.
 
 use super::*;
 
@@ -25,6 +26,7 @@ pub(crate) async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
     }
     let loaded = workers_rss(&procs)?;
     let per_op = loaded.saturating_sub(idle) as f64 / total as f64;
+    let per_second = redis_commands_per_second(REDIS_WINDOW).await?;
 
     let mut samples = Vec::new();
     for name in names.iter().step_by((total / 100).max(1)).take(100) {
@@ -50,6 +52,21 @@ pub(crate) async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         Row::value(
             "scale",
+            &label("Redis commands/s while they run (all processes)"),
+            "cmd/s",
+            total,
+            per_second,
+        )
+        .compared(per_second / 500.0, "<= 500/s at 20,000"),
+        Row::value(
+            "scale",
+            &label("Redis commands/s per running job"),
+            "cmd/s",
+            total,
+            per_second / total as f64,
+        ),
+        Row::value(
+            "scale",
             &label("worker memory per operation"),
             "bytes",
             total,
@@ -64,6 +81,28 @@ pub(crate) async fn scale(args: &Args, n: usize) -> anyhow::Result<Vec<Row>> {
         )
         .goal("flat across loads"),
     ])
+}
+
+/// How long the Redis command rate is sampled while the jobs run.
+const REDIS_WINDOW: Duration = Duration::from_secs(10);
+
+/// Commands per second the (shared, otherwise idle) Redis processes over `window`, from
+/// `INFO stats`' `total_commands_processed`, less the two `INFO` calls themselves.
+async fn redis_commands_per_second(window: Duration) -> anyhow::Result<f64> {
+    let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut processed = async || -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no total_commands_processed in INFO stats")
+    };
+    let before = processed().await?;
+    let t0 = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = processed().await?;
+    Ok(after.saturating_sub(before + 1) as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// How many of the namespace's operations are RUNNING (all pages).
