@@ -6,7 +6,7 @@
 //!
 //! The suite's cancel module also runs against such a cluster (`deploy/test.sh`, second pass).
 
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,70 +14,28 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::harness::{DoneCounter, Env, eventually, name_of, state_of};
+use crate::harness::{DoneCounter, Env, ScriptCluster, eventually, name_of, state_of};
 
-/// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
-pub struct RabbitCluster {
-    dir: PathBuf,
-    /// `LRO_AMQP_URL` for it: every node, node 0 first.
-    pub urls: String,
-}
-
-const SCRIPT: &str = "../deploy/rabbitmq-cluster.sh";
+/// A 3-node cluster this test owns; stopped (by the PIDs its script started) when dropped. Its
+/// `urls` are `LRO_AMQP_URL` for it: every node, node 0 first.
+pub struct RabbitCluster(ScriptCluster);
 
 impl RabbitCluster {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("lro-rc-{}", uuid::Uuid::now_v7().simple()));
-        let mut cluster = Self {
-            dir,
-            urls: String::new(),
-        };
-        let stdout =
-            crate::harness::run_script(SCRIPT, ["start".as_ref(), cluster.dir.as_os_str()]).await;
-        cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
-        assert_eq!(cluster.urls.split(',').count(), 3, "{stdout}");
-        cluster
-    }
-
-    pub async fn kill(&self, node: usize) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["kill".as_ref(), self.dir.as_os_str(), node_arg(node)],
-        )
-        .await;
+        Self(ScriptCluster::start("../deploy/rabbitmq-cluster.sh", "lro-rc", 3, &[]).await)
     }
 
     /// Waits until the quorum queue `queue` has a member online on every node.
     pub async fn await_queue(&self, queue: &str) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["await-queue".as_ref(), self.dir.as_os_str(), queue.as_ref()],
-        )
-        .await;
-    }
-
-    /// Starts the node again and waits until it runs in the cluster.
-    pub async fn up(&self, node: usize) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["up".as_ref(), self.dir.as_os_str(), node_arg(node)],
-        )
-        .await;
+        self.run("await-queue", &[queue.as_ref()]).await;
     }
 }
 
-fn node_arg(node: usize) -> &'static std::ffi::OsStr {
-    ["0", "1", "2"][node].as_ref()
-}
+impl Deref for RabbitCluster {
+    type Target = ScriptCluster;
 
-impl Drop for RabbitCluster {
-    fn drop(&mut self) {
-        let path = format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"));
-        let _ = std::process::Command::new("bash")
-            .arg(path)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
+    fn deref(&self) -> &ScriptCluster {
+        &self.0
     }
 }
 
