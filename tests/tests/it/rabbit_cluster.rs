@@ -6,87 +6,36 @@
 //!
 //! The suite's cancel module also runs against such a cluster (`deploy/test.sh`, second pass).
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::Mutex;
 
-use crate::harness::{DoneCounter, Env, eventually, name_of, state_of};
+use crate::harness::{
+    DoneCounter, Env, ScriptCluster, SubmitStream, eventually, name_of, state_of,
+};
 
-/// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
-pub struct RabbitCluster {
-    dir: PathBuf,
-    /// `LRO_AMQP_URL` for it: every node, node 0 first.
-    pub urls: String,
-}
-
-const SCRIPT: &str = "../deploy/rabbitmq-cluster.sh";
+/// A 3-node cluster this test owns; stopped (by the PIDs its script started) when dropped. Its
+/// `urls` are `LRO_AMQP_URL` for it: every node, node 0 first.
+pub struct RabbitCluster(ScriptCluster);
 
 impl RabbitCluster {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("lro-rc-{}", uuid::Uuid::now_v7().simple()));
-        let mut cluster = Self {
-            dir,
-            urls: String::new(),
-        };
-        let stdout =
-            crate::harness::run_script(SCRIPT, ["start".as_ref(), cluster.dir.as_os_str()]).await;
-        cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
-        assert_eq!(cluster.urls.split(',').count(), 3, "{stdout}");
-        cluster
-    }
-
-    pub async fn kill(&self, node: usize) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["kill".as_ref(), self.dir.as_os_str(), node_arg(node)],
-        )
-        .await;
+        Self(ScriptCluster::start("../deploy/rabbitmq-cluster.sh", "lro-rc", 3, &[]).await)
     }
 
     /// Waits until the quorum queue `queue` has a member online on every node.
     pub async fn await_queue(&self, queue: &str) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["await-queue".as_ref(), self.dir.as_os_str(), queue.as_ref()],
-        )
-        .await;
-    }
-
-    /// Starts the node again and waits until it runs in the cluster.
-    pub async fn up(&self, node: usize) {
-        crate::harness::run_script(
-            SCRIPT,
-            ["up".as_ref(), self.dir.as_os_str(), node_arg(node)],
-        )
-        .await;
+        self.run("await-queue", &[queue.as_ref()]).await;
     }
 }
 
-fn node_arg(node: usize) -> &'static std::ffi::OsStr {
-    ["0", "1", "2"][node].as_ref()
-}
+impl Deref for RabbitCluster {
+    type Target = ScriptCluster;
 
-impl Drop for RabbitCluster {
-    fn drop(&mut self) {
-        let path = format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"));
-        let _ = std::process::Command::new("bash")
-            .arg(path)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
+    fn deref(&self) -> &ScriptCluster {
+        &self.0
     }
-}
-
-/// What the stream of submits saw.
-#[derive(Default)]
-struct Stream {
-    accepted: Vec<(Instant, String)>,
-    refused: usize,
-    slowest: Duration,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,54 +54,11 @@ async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
 
     // Short jobs, two submits at a time; a refused submit (503) is retried with its request id,
     // as a client of a 503 should.
-    let stream = Arc::new(Mutex::new(Stream::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let submitters: Vec<_> = (0..2)
-        .map(|lane| {
-            let (api, stream, stop) = (env.api.clone(), stream.clone(), stop.clone());
-            tokio::spawn(async move {
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = json!({
-                        "kind": "sleep",
-                        "input": { "duration": "0.05s", "steps": 1 },
-                        "requestId": format!("lane{lane}-{i}"),
-                    });
-                    loop {
-                        let asked = Instant::now();
-                        let reply = api.submit_with("", body.clone()).await;
-                        let took = asked.elapsed();
-                        let mut s = stream.lock().await;
-                        s.slowest = s.slowest.max(took);
-                        match reply.status {
-                            200 => {
-                                s.accepted.push((Instant::now(), name_of(&reply.body)));
-                                break;
-                            }
-                            503 => reply.error(503, "UNAVAILABLE"),
-                            _ => panic!("unexpected answer: {reply:?}"),
-                        }
-                        s.refused += 1;
-                        drop(s);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    let accepted_since = |at: Instant| {
-        let stream = stream.clone();
-        async move {
-            let s = stream.lock().await;
-            s.accepted.iter().filter(|(when, _)| *when > at).count()
-        }
-    };
+    let stream = SubmitStream::start(&env.api, 2);
 
     let started = Instant::now();
     eventually("the stream flows", || async {
-        (accepted_since(started).await >= 20).then_some(())
+        (stream.accepted_since(started).await >= 20).then_some(())
     })
     .await;
     // Every node holds a replica of the job queue before one is lost.
@@ -164,14 +70,7 @@ async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
     // A new queue leader must be elected first: seconds here, longer on a loaded 2-core CI
     // machine (seen once over 20 s), so this step has a minute.
     let first_after = loop {
-        let found = {
-            let s = stream.lock().await;
-            s.accepted
-                .iter()
-                .find(|(when, _)| *when > killed)
-                .map(|(when, _)| *when)
-        };
-        if let Some(at) = found {
+        if let Some(at) = stream.first_accepted_after(killed).await {
             break at;
         }
         assert!(
@@ -181,7 +80,7 @@ async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eventually("the stream flows again", || async {
-        (accepted_since(killed).await >= 20).then_some(())
+        (stream.accepted_since(killed).await >= 20).then_some(())
     })
     .await;
 
@@ -204,12 +103,7 @@ async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
     );
 
     cluster.up(0).await;
-    stop.store(true, Ordering::Relaxed);
-    for submitter in submitters {
-        submitter.await.expect("submitter");
-    }
-
-    let s = stream.lock().await;
+    let s = stream.stop().await;
     for (_, name) in &s.accepted {
         let op = env.api.done(name).await;
         assert_eq!(state_of(&op), "SUCCEEDED", "{op}");
@@ -232,7 +126,7 @@ async fn losing_the_connected_node_fails_over_and_loses_nothing_accepted() {
         "rabbitmq node lost: {} accepted, {} refused (503), slowest submit {:?}, first accepted \
          {:?} after the kill, cancel after failover {cancel_took:?}, 0 lost, each done once",
         s.accepted.len(),
-        s.refused,
+        s.refused.len(),
         s.slowest,
         first_after - killed,
     );

@@ -11,22 +11,18 @@
 //!
 //! The suite's core modules also run against such a cluster (`deploy/test.sh`, last pass).
 
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::harness::{Env, Probe, eventually, name_of, state_of};
+use crate::harness::{Env, Probe, ScriptCluster, eventually, name_of, state_of};
 
-/// A cluster this test owns; stopped (by the PIDs its script started) when dropped.
-pub struct RedisCluster {
-    dir: PathBuf,
-    /// `LRO_REDIS_URL` for it: every node, the three masters first.
-    pub urls: String,
-}
-
-const SCRIPT: &str = "../deploy/redis-cluster.sh";
+/// A cluster of 6 nodes (0-2 start as masters) this test owns; stopped (by the PIDs its script
+/// started) when dropped. Its `urls` are `LRO_REDIS_URL` for it: every node, the three masters
+/// first.
+pub struct RedisCluster(ScriptCluster);
 
 impl RedisCluster {
     pub async fn start() -> Self {
@@ -47,37 +43,12 @@ impl RedisCluster {
     }
 
     async fn start_with(vars: &[(&str, &std::ffi::OsStr)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("lro-redis-{}", uuid::Uuid::now_v7().simple()));
-        let mut cluster = Self {
-            dir,
-            urls: String::new(),
-        };
-        let stdout = crate::harness::run_script_with(
-            SCRIPT,
-            ["start".as_ref(), cluster.dir.as_os_str()],
-            vars,
-        )
-        .await;
-        cluster.urls = stdout.lines().last().unwrap_or_default().to_owned();
-        assert_eq!(cluster.urls.split(',').count(), 6, "{stdout}");
-        cluster
+        Self(ScriptCluster::start("../deploy/redis-cluster.sh", "lro-redis", 6, vars).await)
     }
 
-    /// `kill -9` of node `node` (0-2 start as masters).
-    pub async fn kill(&self, node: usize) {
-        let node = ["0", "1", "2", "3", "4", "5"][node];
-        crate::harness::run_script(
-            SCRIPT,
-            ["kill".as_ref(), self.dir.as_os_str(), node.as_ref()],
-        )
-        .await;
-    }
-}
-
-impl RedisCluster {
     /// Sends `signal` (`STOP`, `CONT`) to node `node`'s server, by the PID its script recorded.
     pub fn signal(&self, node: usize, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.join(format!("n{node}/pid"))).expect("pid");
+        let pid = std::fs::read_to_string(self.dir().join(format!("n{node}/pid"))).expect("pid");
         let status = std::process::Command::new("kill")
             .arg("-s")
             .arg(signal)
@@ -88,14 +59,11 @@ impl RedisCluster {
     }
 }
 
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        let path = format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"));
-        let _ = std::process::Command::new("bash")
-            .arg(path)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
+impl Deref for RedisCluster {
+    type Target = ScriptCluster;
+
+    fn deref(&self) -> &ScriptCluster {
+        &self.0
     }
 }
 

@@ -6,14 +6,11 @@
 //! a create no replica confirms answers 503, and its retry with the same request id answers the
 //! one operation it made.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::Mutex;
 
-use crate::harness::{DoneCounter, Env, eventually, name_of, state_of};
+use crate::harness::{DoneCounter, Env, SubmitStream, eventually, name_of, state_of};
 use crate::redis_cluster::RedisCluster;
 
 #[tokio::test]
@@ -24,15 +21,6 @@ async fn auto_waits_for_no_replica_on_a_standalone_redis_without_one() {
         .await
         .expect("redis");
     assert_eq!(store.replicas(), 0);
-}
-
-/// What the stream of submits saw.
-#[derive(Default)]
-struct Stream {
-    accepted: Vec<(Instant, String)>,
-    /// When each 503 was answered.
-    refused: Vec<Instant>,
-    slowest: Duration,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,55 +46,13 @@ async fn a_masters_crash_loses_no_accepted_operation() {
         .await;
     }
 
-    let stream = Arc::new(Mutex::new(Stream::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let submitters: Vec<_> = (0..2)
-        .map(|lane| {
-            let (api, stream, stop) = (env.api.clone(), stream.clone(), stop.clone());
-            tokio::spawn(async move {
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = json!({
-                        "kind": "sleep",
-                        "input": { "duration": "0.05s", "steps": 1 },
-                        "requestId": format!("lane{lane}-{i}"),
-                    });
-                    // A refused submit is retried with its request id, as a client of a 503
-                    // should: it gets the same operation if the first try created it.
-                    loop {
-                        let asked = Instant::now();
-                        let reply = api.submit_with("", body.clone()).await;
-                        let mut s = stream.lock().await;
-                        s.slowest = s.slowest.max(asked.elapsed());
-                        match reply.status {
-                            200 => {
-                                s.accepted.push((Instant::now(), name_of(&reply.body)));
-                                break;
-                            }
-                            503 => reply.error(503, "UNAVAILABLE"),
-                            _ => panic!("unexpected answer: {reply:?}"),
-                        }
-                        s.refused.push(Instant::now());
-                        drop(s);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    let accepted_since = |at: Instant| {
-        let stream = stream.clone();
-        async move {
-            let s = stream.lock().await;
-            s.accepted.iter().filter(|(when, _)| *when > at).count()
-        }
-    };
+    // A refused submit is retried with its request id, as a client of a 503 should: it gets the
+    // same operation if the first try created it.
+    let stream = SubmitStream::start(&env.api, 2);
 
     let started = Instant::now();
     eventually("the stream flows", || async {
-        (accepted_since(started).await >= 30).then_some(())
+        (stream.accepted_since(started).await >= 30).then_some(())
     })
     .await;
     cluster.kill(1).await;
@@ -114,20 +60,11 @@ async fn a_masters_crash_loses_no_accepted_operation() {
     // Flowing again: 30 accepted after the kill, over every bucket (the killed master's too, as
     // the submits of both lanes keep their order).
     eventually("the stream flows again", || async {
-        (accepted_since(killed).await >= 30).then_some(())
+        (stream.accepted_since(killed).await >= 30).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for submitter in submitters {
-        submitter.await.expect("submitter");
-    }
-
-    let s = stream.lock().await;
-    let first_after = s
-        .accepted
-        .iter()
-        .find(|(when, _)| *when > killed)
-        .map(|(when, _)| *when - killed);
+    let s = stream.stop().await;
+    let first_after = s.first_accepted_after(killed).map(|at| at - killed);
     let last_refused = s
         .refused
         .last()
@@ -169,7 +106,6 @@ async fn a_masters_crash_loses_no_accepted_operation() {
         "a submit took {:?}",
         s.slowest
     );
-    drop(s);
     drop(env);
 }
 

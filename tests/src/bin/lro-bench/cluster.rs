@@ -9,7 +9,6 @@
 //! operation costs on each, and what `WAIT` adds.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,54 +18,8 @@ use lro_tests::Summary;
 use lro_tests::procs::Procs;
 use serde_json::json;
 
+use crate::script_cluster::ScriptCluster;
 use crate::{Args, Row, cancel_latency_on, submit_many, warm_up};
-
-/// A private cluster, stopped (by its own PIDs) when dropped.
-struct Cluster {
-    dir: PathBuf,
-    urls: String,
-}
-
-fn script() -> String {
-    format!("{}/../deploy/redis-cluster.sh", env!("CARGO_MANIFEST_DIR"))
-}
-
-impl Cluster {
-    fn start() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("lro-bench-redis-{}", uuid::Uuid::now_v7()));
-        let out = std::process::Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        let cluster = Self {
-            dir,
-            urls: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        if !out.status.success() {
-            anyhow::bail!(
-                "the redis cluster did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(cluster)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
 
 /// One configuration: its label, `LRO_REDIS_URL` and `LRO_REDIS_REPLICAS`.
 struct Setup {
@@ -76,7 +29,7 @@ struct Setup {
 }
 
 pub async fn cluster(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let cluster = Cluster::start()?;
+    let cluster = ScriptCluster::start("redis-cluster.sh", "lro-bench-redis", "redis")?;
     let standalone = lro_common::config::Connections::local("unused").redis_url;
     let setups = [
         Setup {

@@ -66,6 +66,7 @@ mod metrics;
 mod queues;
 mod reads;
 mod scale;
+mod script_cluster;
 
 pub(crate) use cancel::cancel_latency_on;
 use cancel::{Cancels, amqp_floor, cancel_latency, redis_floor};

@@ -4,61 +4,14 @@
 //! `noop` submit → done end to end (the real processes), and cancel → the job observing its token.
 //! Rounds alternate the configurations, and each figure is the median over the rounds.
 
-use std::path::PathBuf;
-
 use lro_common::topology::QueueType;
 use lro_tests::Summary;
 
+use crate::script_cluster::ScriptCluster;
 use crate::{Args, Row, cancel_latency_on, throughput_on};
 
-/// A private cluster, stopped (by its own PIDs) when dropped.
-struct Cluster {
-    dir: PathBuf,
-    urls: String,
-}
-
-fn script() -> String {
-    format!(
-        "{}/../deploy/rabbitmq-cluster.sh",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-impl Cluster {
-    fn start() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("lro-bench-rc-{}", uuid::Uuid::now_v7()));
-        let out = std::process::Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        let cluster = Self {
-            dir,
-            urls: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        };
-        if !out.status.success() {
-            anyhow::bail!(
-                "the rabbitmq cluster did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(cluster)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
 pub async fn queues(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let cluster = Cluster::start()?;
+    let cluster = ScriptCluster::start("rabbitmq-cluster.sh", "lro-bench-rc", "rabbitmq")?;
     let shared = lro_common::config::Connections::local("unused").amqp_url;
     let brokers = [("1 node", shared), ("3 nodes", cluster.urls.clone())];
     let types = [QueueType::Classic, QueueType::Quorum];

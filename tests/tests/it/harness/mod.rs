@@ -1,6 +1,7 @@
 //! What every test stands on: a fresh system (api in this process, real Redis and RabbitMQ, a
-//! namespace of its own), a typed HTTP client (`api.rs`), and a probe kind that reports what a
-//! job saw (`probe.rs`).
+//! namespace of its own), a typed HTTP client (`api.rs`), a probe kind that reports what a job
+//! saw (`probe.rs`), and for the fault tests a private cluster run by a deploy script
+//! (`cluster.rs`) and a steady stream of submits (`stream.rs`).
 //!
 //! Nothing here sleeps to synchronise: tests wait on the thing itself (a `:wait` call, a probe
 //! event), each bounded by a deadline so that a broken system fails the test instead of hanging it.
@@ -20,10 +21,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 mod api;
+mod cluster;
 mod probe;
+mod stream;
 
 pub use api::{Api, Reply};
+pub use cluster::ScriptCluster;
 pub use probe::Probe;
+pub use stream::SubmitStream;
 
 /// The longest any single step of a test may take before it counts as a failure.
 pub const DEADLINE: Duration = Duration::from_secs(20);
