@@ -92,7 +92,10 @@ async fn redis_commands_per_second(window: Duration) -> anyhow::Result<f64> {
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut processed = async || -> anyhow::Result<u64> {
-        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await?;
         info.lines()
             .find_map(|l| l.strip_prefix("total_commands_processed:"))
             .and_then(|v| v.trim().parse().ok())
