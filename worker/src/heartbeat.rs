@@ -5,12 +5,16 @@
 //! - **Alive.** While beats succeed, jobs may start ([`Liveness`] opens the gate) and a cancel
 //!   found in the inbox fires its job's token (a cancel whose message was lost arrives here,
 //!   within a beat).
-//! - **Lapsed.** A beat that finds the entry expired or removed (the process was paused, or cut
-//!   off from Redis, past its lease), or no beat succeeding for a whole lease, means a reaper is
-//!   losing — or has lost — this worker's attempts: every job's token fires
-//!   ([`CancelReason::LeaseLost`]), the gate closes, and each job gives its attempt up fenced by
-//!   its number (`consumer::outcome`). The worker registers again once a reaper has removed the
-//!   expired entry.
+//! - **Lapsed.** A beat that finds the entry condemned or removed (the process was paused, or cut
+//!   off from Redis, past its lease, and a reaper took it for dead) means a reaper is losing — or
+//!   has lost — this worker's attempts: every job's token fires ([`CancelReason::LeaseLost`]),
+//!   the gate closes, and each job gives its attempt up fenced by its number
+//!   (`consumer::outcome`). The worker registers again once a reaper has removed the entry.
+//!   While beats fail (Redis unreachable) jobs run on and the beat is retried every 0.2 s: an
+//!   entry that expired meanwhile but was not condemned is simply extended (a reaper gives
+//!   workers a grace after the list was unreachable), so a Redis failover that outlasts the
+//!   lease does not stop every job; a worker cut off alone is condemned, and stops its jobs
+//!   when it reaches Redis again (its writes are fenced meanwhile).
 //! - **Reconciled.** What Redis says this worker runs (its owned sets) is compared with the
 //!   registry at the first beat, after a lapse, when a start's reply was lost (the start may have
 //!   been applied), and every [`RECONCILE_EVERY`]: an attempt recorded on this worker that no job
@@ -25,12 +29,15 @@ use std::time::{Duration, Instant};
 use lro_common::lose::lose;
 use lro_common::reaper::forget_if_deleted;
 use lro_common::store::{Beat, Bucket};
-use lro_common::time::{Millis, now_millis};
+use lro_common::time::now_millis;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Shared;
 use crate::registry::CancelReason;
+
+/// How soon a failed beat is tried again.
+const RETRY: Duration = Duration::from_millis(200);
 
 /// How often the owned sets are compared with the registry when nothing asks for it sooner.
 pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(30);
@@ -65,19 +72,16 @@ impl Liveness {
 pub(crate) async fn run(shared: Arc<Shared>, stopped: CancellationToken) {
     let interval = shared.lease / 3;
     let mut register = true;
-    let mut held_until: Millis = 0;
     let mut reconcile_at = Instant::now();
     loop {
-        let now = now_millis();
-        let until = shared.lease_from(now);
-        let mut again = false;
+        let until = shared.lease_from(now_millis());
+        let mut pause = interval;
         match shared
             .store
-            .heartbeat(&shared.worker_id, now, until, register)
+            .heartbeat(&shared.worker_id, until, register)
             .await
         {
             Ok(Beat::Live(cancels)) => {
-                held_until = until;
                 register = false;
                 if !shared.liveness.set(true) {
                     tracing::info!(worker = %shared.worker_id, "heartbeat holds: taking jobs");
@@ -92,26 +96,22 @@ pub(crate) async fn run(shared: Arc<Shared>, stopped: CancellationToken) {
                     reconcile_at = Instant::now() + RECONCILE_EVERY;
                 }
             }
-            Ok(Beat::Expired) => lapse(&shared, "heartbeat found expired"),
+            Ok(Beat::Condemned) => lapse(&shared, "heartbeat condemned by a reaper"),
             Ok(Beat::Gone) => {
                 lapse(&shared, "heartbeat removed by a reaper");
                 // Its attempts are lost: register again now, and reconcile once it holds.
                 register = true;
-                again = true;
+                pause = Duration::ZERO;
                 reconcile_at = Instant::now();
             }
-            Err(e) if now >= held_until => {
-                tracing::warn!(error = %e, "heartbeat failed");
-                lapse(&shared, "no heartbeat for a whole lease");
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; retrying");
+                pause = pause.min(RETRY);
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
-        }
-        if again {
-            continue;
         }
         tokio::select! {
             () = stopped.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(pause) => {}
             () = shared.reconcile.notified() => reconcile_at = Instant::now(),
         }
     }

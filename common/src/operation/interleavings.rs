@@ -47,10 +47,11 @@ struct Worker {
     job: Option<Job>,
     /// Crashed: it does nothing until it restarts.
     dead: bool,
-    /// Its heartbeat entry in Redis, expiring at this time; none once a reaper removed it.
+    /// Its heartbeat entry in Redis, expiring at this time (0: condemned by a reaper); none once a
+    /// reaper removed it.
     entry: Option<Millis>,
-    /// Until when it believes its heartbeat holds (the last one it saw succeed).
-    believed: Millis,
+    /// It takes jobs: its last beat held (it stops on finding its entry condemned or removed).
+    live: bool,
     /// Its cancel inbox holds this operation.
     inbox: bool,
 }
@@ -95,7 +96,7 @@ impl World {
             queued_messages: 1,
             workers: std::array::from_fn(|_| Worker {
                 entry: Some(LEASE),
-                believed: LEASE,
+                live: true,
                 ..Worker::default()
             }),
             terminal_writes: 0,
@@ -149,15 +150,24 @@ impl World {
         }
     }
 
-    /// A heartbeat of worker `w`: extends its entry and drains its inbox; or finds it expired or
-    /// removed — then the worker stops its job and gives it up, and (once removed) registers anew.
+    /// A heartbeat of worker `w`: extends its entry (even one that expired, unless a reaper
+    /// condemned it) and drains its inbox; or finds it condemned or removed — then the worker
+    /// stops its job and gives it up, and (once removed) registers anew.
     fn heartbeat(&mut self, w: usize, rng: &mut Rng, chaos: bool) {
         let now = self.now;
         let worker = &mut self.workers[w];
         match worker.entry {
-            Some(until) if until >= now => {
+            Some(until) if until > 0 => {
+                // Never condemned since its job started, so no reaper lost its attempt.
+                if let Some(job) = &worker.job {
+                    assert_eq!(
+                        self.op.held_by(&worker_name(w)),
+                        Some(job.attempt),
+                        "a live worker runs an attempt that was lost"
+                    );
+                }
                 worker.entry = Some(now + LEASE);
-                worker.believed = now + LEASE;
+                worker.live = true;
                 if std::mem::take(&mut worker.inbox)
                     && let Some(job) = &mut worker.job
                 {
@@ -165,6 +175,7 @@ impl World {
                 }
             }
             lapsed => {
+                worker.live = false;
                 if let Some(job) = worker.job.take() {
                     // The give-up may fail (Redis unreachable); the reconcile repairs it.
                     if !(chaos && rng.chance(30)) {
@@ -174,7 +185,7 @@ impl World {
                 if lapsed.is_none() {
                     let worker = &mut self.workers[w];
                     worker.entry = Some(now + LEASE);
-                    worker.believed = now + LEASE;
+                    worker.live = true;
                 }
             }
         }
@@ -184,13 +195,13 @@ impl World {
         let w = rng.below(WORKERS as u64) as usize;
         let now = self.now;
         match rng.below(12) {
-            // A delivery reaches an idle worker that believes it is alive (or, by chaos, one that
-            // was paused between that check and its start): it starts the attempt, or skips.
+            // A delivery reaches an idle worker that takes jobs (it may not know yet that a
+            // reaper condemned it): it starts the attempt, or skips.
             0 | 1
                 if self.queued_messages > 0
                     && self.workers[w].job.is_none()
                     && !self.workers[w].dead
-                    && (self.workers[w].believed >= now || chaos && rng.chance(10)) =>
+                    && self.workers[w].live =>
             {
                 self.queued_messages -= 1;
                 let name = worker_name(w);
@@ -282,16 +293,22 @@ impl World {
                     self.queued_messages += 1;
                 }
             }
-            // A reaper looks: it loses the attempt of every worker whose heartbeat expired and
-            // removes its entry; forwards a cancel on record to its worker's inbox; publishes a
-            // guarded operation once due. Sometimes a stray duplicate.
+            // A reaper looks: it condemns every worker whose heartbeat expired and loses its
+            // attempt; removes the entry of one it condemned before (a start may have landed on
+            // that worker in between: the worker itself gives it up); forwards a cancel on
+            // record to its worker's inbox; publishes a guarded operation once due. Sometimes a
+            // stray duplicate.
             8 => {
                 for w in 0..WORKERS {
-                    if self.workers[w].entry.is_some_and(|until| until < now) {
-                        if let Some(attempt) = self.op.held_by(&worker_name(w)) {
-                            self.lose(attempt);
+                    match self.workers[w].entry {
+                        Some(0) => self.workers[w].entry = None,
+                        Some(until) if until < now => {
+                            self.workers[w].entry = Some(0);
+                            if let Some(attempt) = self.op.held_by(&worker_name(w)) {
+                                self.lose(attempt);
+                            }
                         }
-                        self.workers[w].entry = None;
+                        _ => {}
                     }
                 }
                 if std::mem::take(&mut self.cancel_watch)
@@ -315,7 +332,7 @@ impl World {
             }
             // A live worker reconciles: an attempt Redis says it holds but it does not run is
             // given up at once.
-            9 if !self.workers[w].dead => {
+            9 if !self.workers[w].dead && self.workers[w].live => {
                 if let Some(attempt) = self.op.held_by(&worker_name(w))
                     && self.workers[w].job.as_ref().map(|j| j.attempt) != Some(attempt)
                 {
@@ -326,17 +343,27 @@ impl World {
             // reconciles at once).
             10 if self.workers[w].dead && (!chaos || rng.chance(30)) => {
                 self.workers[w].dead = false;
-                self.workers[w].believed = 0;
+                self.workers[w].live = false;
                 self.heartbeat(w, rng, chaos);
             }
-            // Time passes (a pause, when it is longer than a heartbeat's expiry).
-            _ => self.now += rng.below(LEASE * 3 / 2),
+            // Time passes (a pause, when it is longer than a heartbeat's expiry). Once the chaos
+            // is over, live workers beat in time: only a dead worker's entry expires.
+            _ if chaos => self.now += rng.below(LEASE * 3 / 2),
+            _ => {
+                for w in 0..WORKERS {
+                    if !self.workers[w].dead {
+                        self.heartbeat(w, rng, chaos);
+                    }
+                }
+                self.now += rng.below(LEASE / 2);
+            }
         }
         // At any time, the record's attempt is the newest any worker holds, and a worker that
         // knows its heartbeat lapsed runs nothing.
         for worker in &self.workers {
             if let Some(job) = &worker.job {
                 assert!(job.attempt <= self.op.attempt);
+                assert!(worker.live, "a lapsed worker runs a job");
             }
         }
     }

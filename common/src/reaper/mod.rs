@@ -29,7 +29,7 @@
 
 mod workers;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,11 @@ use crate::metrics::ReaperMetrics;
 use crate::store::{BUCKETS, Bucket, Store, StoreError, Watch};
 use crate::time::{Millis, now_millis};
 pub use workers::{forget_if_deleted, reap_workers};
+
+/// After the workers' list was unreachable (a Redis failover), how long a reaper leaves the
+/// workers to beat again before it takes any for dead: their entries may have expired meanwhile,
+/// and a worker's heartbeat retries every 0.2 s while it fails.
+const WORKERS_GRACE: Duration = Duration::from_secs(2);
 
 /// Entries handled per watch list per bucket per tick.
 const BATCH: usize = 200;
@@ -66,19 +71,36 @@ pub async fn run(
     shutdown: CancellationToken,
     metrics: ReaperMetrics,
 ) {
+    // Whether the workers' list failed to answer, and when dead workers may be reaped again.
+    let mut blind = false;
+    let mut reap_after = Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
-        // A reaping claim outlives the tick: losing many attempts takes longer.
-        match reap_workers(&store, &publisher, now_millis(), tick * 30).await {
-            Ok(swept) if swept != Swept::default() => {
-                metrics.record(&swept);
-                tracing::info!(?swept, "reaper: dead workers");
+        if Instant::now() >= reap_after {
+            if blind {
+                // The workers' list answers again: give the workers a grace to beat before any
+                // of them is taken for dead (their entries may have expired during the outage).
+                if store.expired_workers(now_millis(), 1).await.is_ok() {
+                    blind = false;
+                    reap_after = Instant::now() + WORKERS_GRACE;
+                }
+            } else {
+                // A reaping claim outlives the tick: losing many attempts takes longer.
+                match reap_workers(&store, &publisher, now_millis(), tick * 30).await {
+                    Ok(swept) if swept != Swept::default() => {
+                        metrics.record(&swept);
+                        tracing::info!(?swept, "reaper: dead workers");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reaping dead workers failed; retrying");
+                        blind = true;
+                    }
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reaping dead workers failed; retrying next tick"),
         }
         let start = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % usize::from(BUCKETS);
         for bucket in Bucket::all().cycle().skip(start).take(usize::from(BUCKETS)) {

@@ -1,7 +1,8 @@
-//! Dead workers: a worker whose heartbeat expired runs nothing any more (it stops its jobs itself
-//! if it is only paused or cut off, and finds its entry expired when it comes back). The reaper
-//! that claims it (`{ns}:reaping:{worker}`) loses every attempt its owned sets name, bucket by
-//! bucket, then removes its entry and inbox — only then may a worker of that name register again.
+//! Dead workers: the reaper that claims a worker whose heartbeat expired (`{ns}:reaping:…`, which
+//! also condemns its entry, so that worker's heartbeat is refused from then on: if it was only
+//! paused or cut off, it stops its jobs when it comes back) loses every attempt its owned sets
+//! name, bucket by bucket, then removes its entry and inbox — only then may a worker of that name
+//! register again.
 //! A failure part-way leaves the entry in place, so the next tick (or another reaper, once the
 //! claim has run out) does it again; every loss is fenced by its attempt, so doing it twice
 //! changes nothing.
@@ -31,11 +32,11 @@ pub async fn reap_workers(
     hold: Duration,
 ) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
-    for (worker, expired_at) in store.expired_workers(now, WORKERS_PER_TICK).await? {
-        if !store.claim_reaping(&worker, hold).await? {
+    for worker in store.expired_workers(now, WORKERS_PER_TICK).await? {
+        if !store.claim_reaping(&worker, now, hold).await? {
             continue;
         }
-        tracing::warn!(%worker, expired_at, "worker's heartbeat expired: losing its attempts");
+        tracing::warn!(%worker, "worker's heartbeat expired: losing its attempts");
         for bucket in Bucket::all() {
             let names = store.owned(bucket, &worker).await?;
             let outcomes: Vec<_> = futures_util::stream::iter(names)
@@ -63,7 +64,7 @@ pub async fn reap_workers(
                 }
             }
         }
-        store.forget_worker(&worker, expired_at).await?;
+        store.forget_worker(&worker).await?;
     }
     Ok(swept)
 }

@@ -6,10 +6,13 @@
 //! a cancel whose message was lost reaches the job within a heartbeat at a cost that does not
 //! grow with running jobs. Which operations each worker runs is the owned sets
 //! (`{ns}:owned:{B}:{worker}`), kept by the scripts that write the records; a reaper that finds a
-//! worker's entry expired loses the attempts in its owned sets, then [`Store::forget_worker`]s
-//! it. A heartbeat that finds its own entry expired is refused: that worker must stop its jobs
-//! and may register again only once a reaper has removed the entry, so no attempt it started
-//! before can outlive its expiry unnoticed.
+//! worker's entry expired first *condemns* it ([`Store::claim_reaping`]: its score becomes 0,
+//! in one script with the claim, only while it is still expired), then loses the attempts in its
+//! owned sets, then [`Store::forget_worker`]s it. A heartbeat that finds its own entry condemned
+//! is refused: that worker must stop its jobs, and may register again only once a reaper has
+//! removed the entry, so no attempt it started before can outlive its condemnation unnoticed.
+//! An entry that expired but is not condemned yet (a Redis failover that outlasted the lease,
+//! a short pause) is simply extended: nothing of that worker was lost.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -21,17 +24,17 @@ use super::{Store, StoreError};
 use crate::name::OperationName;
 use crate::time::Millis;
 
-/// Extends worker ARGV[1]'s entry in KEYS[1] to ARGV[3] if it holds at ARGV[2] (or adds it, if it
-/// is absent and ARGV[4] is `1`), and drains its inbox KEYS[2]: `live` and the inbox's names;
-/// `expired` (left for a reaper) or `gone` (removed by one) and nothing changed.
+/// Extends worker ARGV[1]'s entry in KEYS[1] to ARGV[2] unless a reaper condemned it (score 0), or
+/// adds it if it is absent and ARGV[3] is `1`, and drains its inbox KEYS[2]: `live` and the
+/// inbox's names; `condemned` or `gone` (removed by a reaper) and nothing changed.
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s then
-  if tonumber(s) < tonumber(ARGV[2]) then return {'expired'} end
-elseif ARGV[4] ~= '1' then return {'gone'} end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  if tonumber(s) <= 0 then return {'condemned'} end
+elseif ARGV[3] ~= '1' then return {'gone'} end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local reply = {'live'}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do reply[#reply + 1] = name end
 if #reply > 1 then redis.call('DEL', KEYS[2]) end
@@ -50,13 +53,27 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
     )
 });
 
-/// Removes worker ARGV[1]'s entry from KEYS[1] if it still expires at ARGV[2] (it did not come
-/// back meanwhile), and its inbox KEYS[2].
+/// Claims the reaping of worker ARGV[1] for ARGV[3] ms (KEYS[2], `SET NX PX`) if its entry in
+/// KEYS[1] expired before ARGV[2] (or is condemned already), and condemns it (score 0): 1 if
+/// claimed, else 0 (alive again, gone, or another reaper's).
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) >= tonumber(ARGV[2]) then return 0 end
+if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+return 1
+",
+    )
+});
+
+/// Removes condemned worker ARGV[1]'s entry from KEYS[1], and its inbox KEYS[2].
 static FORGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+if not s or tonumber(s) ~= 0 then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 return 1
@@ -73,19 +90,18 @@ pub enum Beat {
     /// Extended (or registered): the worker is alive until the time it asked for. These
     /// operations had a cancel recorded since the last beat.
     Live(Vec<OperationName>),
-    /// The entry had expired: a reaper is about to lose (or is losing) this worker's attempts.
-    Expired,
+    /// A reaper condemned the entry: it is losing (or has lost) this worker's attempts.
+    Condemned,
     /// No entry: a reaper removed it (or it never registered).
     Gone,
 }
 
 impl Store {
-    /// The heartbeat of `worker` at `now`: holds until `until` if it still held at `now`, or
-    /// registers it when absent and `register` is set.
+    /// The heartbeat of `worker`: holds until `until` unless a reaper condemned it, or registers
+    /// it when absent and `register` is set.
     pub async fn heartbeat(
         &self,
         worker: &str,
-        now: Millis,
         until: Millis,
         register: bool,
     ) -> Result<Beat, StoreError> {
@@ -93,7 +109,6 @@ impl Store {
             .key(self.keys.workers())
             .key(self.keys.inbox(worker))
             .arg(worker)
-            .arg(now)
             .arg(until)
             .arg(if register { "1" } else { "" })
             .invoke_async(&mut self.conn())
@@ -105,7 +120,7 @@ impl Store {
                     .filter_map(|n| OperationName::parse(&n).ok())
                     .collect(),
             ),
-            Some("expired") => Beat::Expired,
+            Some("condemned") => Beat::Condemned,
             _ => Beat::Gone,
         })
     }
@@ -125,12 +140,12 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `count` workers whose heartbeat expired before `now`, with when it did.
+    /// Up to `count` workers whose heartbeat expired before `now` (or that are condemned).
     pub async fn expired_workers(
         &self,
         now: Millis,
         count: usize,
-    ) -> Result<Vec<(String, Millis)>, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(self.keys.workers())
             .arg("-inf")
@@ -142,8 +157,7 @@ impl Store {
             .arg("WITHSCORES")
             .query_async(&mut self.conn())
             .await?;
-        // Scores are whole milliseconds, exactly representable.
-        Ok(raw.into_iter().map(|(w, s)| (w, s as Millis)).collect())
+        Ok(raw.into_iter().map(|(w, _)| w).collect())
     }
 
     /// Every registered worker and when its heartbeat expires (for tools and tests).
@@ -155,27 +169,33 @@ impl Store {
         Ok(raw.into_iter().map(|(w, s)| (w, s as Millis)).collect())
     }
 
-    /// Claims the losing of dead `worker`'s attempts for `hold` unless another reaper holds it.
-    pub async fn claim_reaping(&self, worker: &str, hold: Duration) -> Result<bool, StoreError> {
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(self.keys.reaping(worker))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
+    /// Claims the losing of `worker`'s attempts for `hold` if its heartbeat expired before `now`
+    /// and no other reaper holds the claim, condemning it: its heartbeat is refused from then on.
+    /// Whether this caller is the one to reap it.
+    pub async fn claim_reaping(
+        &self,
+        worker: &str,
+        now: Millis,
+        hold: Duration,
+    ) -> Result<bool, StoreError> {
+        let claimed: i64 = CLAIM
+            .key(self.keys.workers())
+            .key(self.keys.reaping(worker))
+            .arg(worker)
+            .arg(now)
             .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await?;
-        Ok(claimed.is_some())
+        Ok(claimed == 1)
     }
 
-    /// Removes dead `worker`'s entry (if it still expires at `until`) and its inbox, once its
-    /// attempts are lost: from then on it may register again.
-    pub async fn forget_worker(&self, worker: &str, until: Millis) -> Result<bool, StoreError> {
+    /// Removes condemned `worker`'s entry and its inbox, once its attempts are lost: from then on
+    /// it may register again.
+    pub async fn forget_worker(&self, worker: &str) -> Result<bool, StoreError> {
         let forgot: i64 = FORGET
             .key(self.keys.workers())
             .key(self.keys.inbox(worker))
             .arg(worker)
-            .arg(until)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(forgot == 1)
