@@ -46,10 +46,15 @@ pub async fn request(
         )
         .await?;
     if let CancelEffect::Requested { worker, attempt } = &effect {
-        if let Err(e) = store.send_to_inbox(worker, name).await {
+        // Both at once: the message is what makes a cancel fast, the inbox what makes it sure.
+        let (inbox, message) = tokio::join!(
+            store.send_to_inbox(worker, name),
+            broker.publish_cancel(worker, name, *attempt, trace)
+        );
+        if let Err(e) = inbox {
             tracing::warn!(operation = %name, error = %e, "cancel recorded; inbox left to the reaper");
         }
-        if let Err(e) = broker.publish_cancel(worker, name, *attempt, trace).await {
+        if let Err(e) = message {
             tracing::warn!(operation = %name, error = %e, "cancel recorded but not delivered");
         }
     }
