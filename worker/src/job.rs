@@ -41,20 +41,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use lro_common::broker::Broker;
 use lro_common::kinds::{self, KindInfo};
-use lro_common::name::OperationName;
-use lro_common::operation::Progress;
 use lro_common::status::{Code, Status};
-use lro_common::store::Store;
-use lro_common::time::now_millis;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::registry::{CancelReason, Stop};
+pub use crate::context::JobContext;
 
 /// How a job ends when it does not produce output.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -95,88 +89,6 @@ impl JobError {
 pub type JobResult = Result<Value, JobError>;
 type BoxJob = Pin<Box<dyn Future<Output = JobResult> + Send>>;
 type Handler = Arc<dyn Fn(Value, JobContext) -> BoxJob + Send + Sync>;
-
-/// What a running job can see and do.
-#[derive(Clone)]
-pub struct JobContext {
-    name: OperationName,
-    attempt: u32,
-    stop: Stop,
-    store: std::sync::Arc<Store>,
-    /// For the built-in kinds that talk to other workers (a batch cancel's cancel messages).
-    broker: Broker,
-}
-
-impl JobContext {
-    pub(crate) fn new(
-        name: OperationName,
-        attempt: u32,
-        stop: Stop,
-        store: std::sync::Arc<Store>,
-        broker: Broker,
-    ) -> Self {
-        Self {
-            name,
-            attempt,
-            stop,
-            store,
-            broker,
-        }
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub(crate) fn broker(&self) -> &Broker {
-        &self.broker
-    }
-
-    pub fn name(&self) -> &OperationName {
-        &self.name
-    }
-
-    pub fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
-    /// Resolves when the job should stop (cancel, deadline or shutdown).
-    pub async fn cancelled(&self) {
-        self.stop.token().cancelled().await;
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.stop.token().is_cancelled()
-    }
-
-    /// The token itself, for work off the async threads (`spawn_blocking`).
-    pub fn token(&self) -> CancellationToken {
-        self.stop.token().clone()
-    }
-
-    /// Why the token fired, once it has.
-    pub fn cancel_reason(&self) -> Option<CancelReason> {
-        self.stop.reason()
-    }
-
-    /// Records progress on the operation. Best effort: a failed write is logged, not returned,
-    /// and a stale attempt's progress is refused by the store.
-    pub async fn progress(&self, percent: u32, message: impl Into<String>) {
-        let progress = Progress {
-            percent,
-            message: message.into(),
-        };
-        // Boxed: a job's future is as large as its largest step, and holds that space for the
-        // job's whole life; unboxed, this Redis call would add ~2 KiB to every job that reports.
-        let result = Box::pin(self.store.update(&self.name, |op| {
-            op.report_progress(self.attempt, progress.clone(), now_millis())
-        }))
-        .await;
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "progress not recorded");
-        }
-    }
-}
 
 #[derive(Clone)]
 pub(crate) struct Kind {

@@ -19,6 +19,7 @@ pub mod benching;
 mod builtin;
 pub mod cli;
 mod consumer;
+mod context;
 mod heartbeat;
 pub mod job;
 mod metrics;

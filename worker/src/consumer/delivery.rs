@@ -175,12 +175,16 @@ fn life<'a>(
         };
         shared.metrics.running.increment(1);
         let ran = std::time::Instant::now();
-        let (outcome, forced) = run::run_job(shared, job, input, &stop).await;
+        let (outcome, forced, progress) = run::run_job(shared, job, input, &stop).await;
         shared.metrics.running.decrement(1);
         let finished = outcome.finished();
         shared.metrics.finished(&kind, finished, ran.elapsed());
         tracing::debug!(outcome = ?finished, "finished");
-        let ended = (outcome, forced);
+        let ended = outcome::Ended {
+            outcome,
+            forced,
+            progress,
+        };
         let confirmed = Box::pin(outcome::record(
             shared,
             &name,

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use lro_common::name::OperationName;
-use lro_common::operation::{Phase, Refused, Retried, Terminal};
+use lro_common::operation::{Phase, Progress, Refused, Retried, Terminal};
 use lro_common::publish;
 use lro_common::status::{Code, Status};
 use lro_common::store::StoreError;
@@ -51,6 +51,16 @@ impl Outcome {
             Self::Abandon => Finished::LeaseLost,
         }
     }
+}
+
+/// How an attempt ended, as [`record`] writes it.
+pub(super) struct Ended {
+    pub(super) outcome: Outcome,
+    /// Its stop was forced (it ignored its token past the grace).
+    pub(super) forced: bool,
+    /// The last progress it reported, not written yet (coalesced): written with a terminal
+    /// outcome, so a done operation shows it.
+    pub(super) progress: Option<Progress>,
 }
 
 /// Where settling left the operation.
@@ -100,7 +110,7 @@ pub(super) fn decide(
     Outcome::Terminal(terminal)
 }
 
-/// Records the outcome of `attempt` (and whether its stop was `forced`): the one place where a
+/// Records how `attempt` ended: the one place where a
 /// finished attempt is persisted. A Redis error is retried until it succeeds or the heartbeat
 /// lapses (the reaper then runs the job again). Answers whether the delivery may be acked: false
 /// when the write that ended the operation was not confirmed by a replica.
@@ -108,7 +118,11 @@ pub(super) async fn record(
     shared: &Shared,
     name: &OperationName,
     attempt: u32,
-    (outcome, forced): (Outcome, bool),
+    Ended {
+        outcome,
+        forced,
+        progress,
+    }: Ended,
     stop: &Stop,
 ) -> bool {
     let store = &shared.store;
@@ -126,6 +140,9 @@ pub(super) async fn record(
             Outcome::Terminal(t) => store
                 .update(name, |op| {
                     cancel_recorded = op.cancel_requested;
+                    if let Some(p) = &progress {
+                        op.report_progress(attempt, p.clone(), now)?;
+                    }
                     if forced {
                         op.finish_forced(attempt, t.clone(), now)
                     } else {

@@ -7,13 +7,14 @@
 use std::time::Duration;
 
 use lro_common::name::OperationName;
-use lro_common::operation::Terminal;
+use lro_common::operation::{Progress, Terminal};
 use lro_common::status::{Code, Status};
 use lro_common::wire::{self, JobMessage};
 
 use super::Shared;
 use super::delivery::dead_letter;
 use super::outcome::{Outcome, decide};
+use crate::context::take_pending;
 use crate::job::{JobContext, JobError, JobResult};
 use crate::registry::{CancelReason, Stop};
 
@@ -28,13 +29,14 @@ pub(super) struct JobSpec<'a> {
 /// Runs the job to its end. Once its token has fired (cancel, deadline, shutdown, lease lost) the
 /// job gets `stop_grace` to return; after that it is aborted (at its next await: the async part of
 /// a job is dropped; a thread of `spawn_blocking` work runs on until it next checks its token) and
-/// the outcome is recorded as a forced stop. Returns the outcome and whether it was forced.
+/// the outcome is recorded as a forced stop. Returns the outcome, whether it was forced, and the
+/// progress the job reported last if it is not written yet (coalesced: the outcome writes it).
 pub(super) async fn run_job(
     shared: &Shared,
     spec: JobSpec<'_>,
     input: serde_json::Value,
     stop: &Stop,
-) -> (Outcome, bool) {
+) -> (Outcome, bool, Option<Progress>) {
     let Some(kind) = shared.kinds.get(spec.kind) else {
         let why = format!("no worker runs jobs of kind {:?}", spec.kind);
         let message = wire::encode(&JobMessage::V1 {
@@ -42,7 +44,7 @@ pub(super) async fn run_job(
         });
         Box::pin(dead_letter(shared, &message, &why)).await;
         let status = Status::new(Code::Unimplemented, why);
-        return (Outcome::Terminal(Terminal::Failed(status)), false);
+        return (Outcome::Terminal(Terminal::Failed(status)), false, None);
     };
     let ctx = JobContext::new(
         spec.name.clone(),
@@ -51,6 +53,7 @@ pub(super) async fn run_job(
         shared.store.clone(),
         shared.publisher.clone(),
     );
+    let reports = ctx.reports();
     // Spawned so that a panicking job fails its operation instead of the worker, and so that it
     // can be aborted.
     let mut job = tokio::spawn((kind.handler)(input, ctx));
@@ -83,5 +86,10 @@ pub(super) async fn run_job(
     };
     let result: JobResult =
         joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
-    (decide(result, stop.reason(), spec.timeout_ms), forced)
+    let pending = take_pending(&reports);
+    (
+        decide(result, stop.reason(), spec.timeout_ms),
+        forced,
+        pending,
+    )
 }
