@@ -41,6 +41,21 @@ pub enum WatchEffect {
     Remove(Watch, Millis),
 }
 
+/// `ZRANGE key -inf upto BYSCORE LIMIT 0 count WITHSCORES`: the first `count` members of a
+/// sorted set scored at or before `upto` (`(t` for strictly before), with their scores.
+pub(super) fn due_by(key: &str, upto: impl redis::ToRedisArgs, count: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZRANGE");
+    cmd.arg(key)
+        .arg("-inf")
+        .arg(upto)
+        .arg("BYSCORE")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(count)
+        .arg("WITHSCORES");
+    cmd
+}
+
 impl Store {
     /// Moves a watch-list entry to `at`, earlier or later (a guard armed anew).
     pub async fn rearm(
@@ -110,15 +125,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<(OperationName, Millis)>, StoreError> {
         let key = self.keys.watch(list, bucket);
-        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .arg("WITHSCORES")
+        let raw: Vec<(String, f64)> = due_by(&key, now, count)
             .query_async(&mut self.conn())
             .await?;
         let mut due = Vec::with_capacity(raw.len());

@@ -20,6 +20,7 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script};
 
 use super::bucket::Bucket;
+use super::watch::due_by;
 use super::{Store, StoreError};
 use crate::name::OperationName;
 use crate::time::Millis;
@@ -146,15 +147,7 @@ impl Store {
         now: Millis,
         count: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.workers())
-            .arg("-inf")
-            .arg(format!("({now}"))
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .arg("WITHSCORES")
+        let raw: Vec<(String, f64)> = due_by(&self.keys.workers(), format!("({now}"), count)
             .query_async(&mut self.conn())
             .await?;
         Ok(raw.into_iter().map(|(w, _)| w).collect())
