@@ -71,6 +71,7 @@ pub(crate) fn scope_bits<'a>(names: impl IntoIterator<Item = &'a str>) -> u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Submit,
+    BatchSubmit,
     Get,
     List,
     Wait,
@@ -86,7 +87,7 @@ impl Method {
             Self::Get | Self::List | Self::Wait | Self::ListKinds => Scope::Read,
             Self::Cancel | Self::BatchCancel => Scope::Cancel,
             Self::Delete => Scope::Delete,
-            Self::Submit => Scope::Submit,
+            Self::Submit | Self::BatchSubmit => Scope::Submit,
         }
     }
 
@@ -94,6 +95,7 @@ impl Method {
     pub fn rpc(self) -> &'static str {
         match self {
             Self::Submit => "lro.v1.Jobs.SubmitJob",
+            Self::BatchSubmit => "lro.v1.Jobs.BatchSubmitJobs",
             Self::ListKinds => "lro.v1.Jobs.ListKinds",
             Self::BatchCancel => "lro.v1.Jobs.BatchCancelOperations",
             Self::Get => "google.longrunning.Operations.GetOperation",

@@ -21,7 +21,8 @@ use crate::list;
 use crate::metrics::{RequestMethod, Transport};
 use crate::render;
 use crate::route::{Route, no_route};
-use crate::service::{BatchCancel, Service, Submit};
+use crate::service::{BatchCancel, BatchSubmit, Job, Service, Submit, in_request};
+use lro_common::name::Parent;
 use lro_common::status::Code;
 use lro_common::trace::TraceContext;
 
@@ -71,6 +72,7 @@ async fn dispatch(
 fn request_method(route: &Route) -> RequestMethod {
     match route {
         Route::Submit(_) => RequestMethod::Submit,
+        Route::BatchSubmit(_) => RequestMethod::BatchSubmit,
         Route::Get(_) => RequestMethod::Get,
         Route::List(_) => RequestMethod::List,
         Route::Delete(_) => RequestMethod::Delete,
@@ -122,6 +124,12 @@ async fn handle(
                 )
                 .await?;
             render::operation(&op)
+        }
+        Route::BatchSubmit(parent) => {
+            let b: BatchSubmitBody = read_json(body, true).await?.unwrap_or_default();
+            let req = b.into_batch(parent, trace(headers))?;
+            let ops = svc.batch_submit(who, req).await?;
+            json!({ "operations": ops.iter().map(render::operation).collect::<Vec<_>>() })
         }
         Route::Get(name) => render::operation(&svc.get(who, &name).await?),
         Route::OpenApi => {
@@ -216,6 +224,71 @@ pub(crate) struct SubmitBody {
     pub(crate) request_id: Option<String>,
     #[serde(default)]
     pub(crate) timeout: Option<String>,
+}
+
+/// `…/jobs:batchSubmit` body: `{"requests": [{"parent"?, "kind", "input", "requestId", "timeout"}]}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchSubmitBody {
+    #[serde(default)]
+    pub(crate) requests: Vec<BatchJobBody>,
+}
+
+/// One job of a batch: a submit body, and optionally the batch's parent again.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct BatchJobBody {
+    #[serde(default)]
+    pub(crate) parent: Option<String>,
+    #[serde(default)]
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) input: Option<Value>,
+    #[serde(default, alias = "request_id")]
+    pub(crate) request_id: Option<String>,
+    #[serde(default)]
+    pub(crate) timeout: Option<String>,
+}
+
+impl BatchSubmitBody {
+    /// The batch under `parent`: a job without a parent is under the batch's; the service
+    /// refuses one under another.
+    fn into_batch(
+        self,
+        parent: Parent,
+        trace: Option<TraceContext>,
+    ) -> Result<BatchSubmit, ApiError> {
+        let jobs = self
+            .requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let job_parent = match b.parent.as_deref() {
+                    None | Some("") => parent.clone(),
+                    Some(p) => Parent::parse(p).map_err(|e| {
+                        in_request(
+                            ApiError::invalid("INVALID_NAME", e.to_string()),
+                            i,
+                            "parent",
+                        )
+                    })?,
+                };
+                Ok(Job {
+                    parent: job_parent,
+                    kind: b.kind,
+                    input: b.input,
+                    request_id: b.request_id,
+                    timeout: parse_timeout(b.timeout.as_deref())
+                        .map_err(|e| in_request(e, i, "timeout"))?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(BatchSubmit {
+            parent,
+            jobs,
+            trace,
+        })
+    }
 }
 
 /// `…/operations:batchCancel` body.

@@ -34,11 +34,12 @@ pub(crate) enum RequestMethod {
     Kinds,
     OpenApi,
     BatchCancel,
+    BatchSubmit,
     Unknown,
 }
 
 impl RequestMethod {
-    const COUNT: usize = 10;
+    const COUNT: usize = 11;
 
     fn label(self) -> &'static str {
         match self {
@@ -51,6 +52,7 @@ impl RequestMethod {
             Self::Kinds => "kinds",
             Self::OpenApi => "openapi",
             Self::BatchCancel => "batch_cancel",
+            Self::BatchSubmit => "batch_submit",
             Self::Unknown => "unknown",
         }
     }

@@ -16,6 +16,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Submit(Parent),
+    /// `POST /v1/{parent}/jobs:batchSubmit`.
+    BatchSubmit(Parent),
     List(Parent),
     Get(OperationName),
     Delete(OperationName),
@@ -68,6 +70,9 @@ impl Route {
             (&Method::DELETE, None) if is_name => Route::Delete(name()?),
             (&Method::POST, Some("cancel")) if is_name => Route::Cancel(name()?),
             (&Method::POST, Some("wait")) if is_name => Route::Wait(name()?),
+            (&Method::POST, Some("batchSubmit")) if n % 2 == 1 && last == "jobs" => {
+                Route::BatchSubmit(parent()?)
+            }
             (&Method::POST, Some("batchCancel")) if n % 2 == 1 && last == "operations" => {
                 Route::BatchCancel(parent()?)
             }
@@ -85,6 +90,7 @@ impl Route {
         use auth::Method as M;
         Some(match self {
             Self::Submit(p) => (M::Submit, collection(p).into()),
+            Self::BatchSubmit(p) => (M::BatchSubmit, collection(p).into()),
             Self::List(p) => (M::List, collection(p).into()),
             Self::Get(n) => (M::Get, n.as_str().into()),
             Self::Delete(n) => (M::Delete, n.as_str().into()),
@@ -168,6 +174,14 @@ mod tests {
             parse(Method::POST, "projects/p/operations:batchCancel").unwrap(),
             Route::BatchCancel(Parent::parse("projects/p").unwrap())
         );
+        assert_eq!(
+            parse(Method::POST, "jobs:batchSubmit").unwrap(),
+            Route::BatchSubmit(Parent::root())
+        );
+        assert_eq!(
+            parse(Method::POST, "projects/p/jobs:batchSubmit").unwrap(),
+            Route::BatchSubmit(Parent::parse("projects/p").unwrap())
+        );
         assert_eq!(parse(Method::GET, "kinds").unwrap(), Route::Kinds);
         assert_eq!(parse(Method::GET, "openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(
@@ -199,6 +213,8 @@ mod tests {
             "projects/p/openapi.json",
             "operations:batchCancel",
             "projects/p/jobs:batchCancel",
+            "jobs:batchSubmit",
+            "projects/p/operations:batchSubmit",
         ] {
             let e = parse(Method::GET, unknown).unwrap_err();
             assert_eq!(e.code.http_status(), 404, "{unknown}");

@@ -14,18 +14,15 @@ use std::time::Duration;
 
 use lro_common::broker::Broker;
 use lro_common::cancel;
-use lro_common::kinds::{self, BATCH_CANCEL, BatchCancelInput, KindInfo};
+use lro_common::kinds::{self, BatchCancelInput, KindInfo};
 use lro_common::name::{OperationName, Parent};
-use lro_common::operation::{CancelEffect, NewOperation, Operation, Refused};
+use lro_common::operation::{CancelEffect, Operation, Refused};
 use lro_common::otel;
-use lro_common::publish;
 use lro_common::status::Code;
-use lro_common::store::{Bucket, Created, Store, StoreError};
+use lro_common::store::{Store, StoreError};
 use lro_common::time::now_millis;
 use lro_common::trace::TraceContext;
-use serde_json::Value;
 use tracing::Instrument as _;
-use tracing::field::Empty;
 
 use crate::auth::{Auth, Credentials, Method, Principal};
 use crate::error::ApiError;
@@ -40,8 +37,10 @@ use crate::waiters::Waiters;
 const LIST_SCAN_LIMIT: usize = 10_000;
 /// The tracing target of the audit log: one line per submit, cancel, batch cancel and delete.
 pub const AUDIT_TARGET: &str = "lro::audit";
-/// Longest accepted request id.
-const MAX_REQUEST_ID_LEN: usize = 128;
+
+mod submit;
+
+pub use submit::{BatchSubmit, Job, Submit, in_request};
 
 /// State shared by every request. Cloned per request (by axum and tonic), so one shared
 /// allocation: a clone is a reference count, not copies of the store's and broker's handles.
@@ -83,19 +82,6 @@ pub struct BatchCancel {
     pub request_id: Option<String>,
 }
 
-/// A job submission, already shaped but not yet validated.
-#[derive(Debug, Clone)]
-pub struct Submit {
-    pub parent: Parent,
-    pub kind: String,
-    pub input: Option<Value>,
-    pub request_id: Option<String>,
-    /// The longest one attempt may run.
-    pub timeout: Option<Duration>,
-    /// The caller's trace (W3C `traceparent`), carried on the job message to the worker.
-    pub trace: Option<TraceContext>,
-}
-
 impl Service {
     /// Who sent `creds` (authenticated, and within its rate limit). `method` and `target` (the
     /// name or collection the request is for) are for the audit log, which records refused
@@ -111,7 +97,11 @@ impl Service {
         if let Err(e) = &who
             && matches!(
                 method,
-                Method::Submit | Method::Cancel | Method::BatchCancel | Method::Delete
+                Method::Submit
+                    | Method::BatchSubmit
+                    | Method::Cancel
+                    | Method::BatchCancel
+                    | Method::Delete
             )
         {
             audit(None, method, target, Err(e));
@@ -120,134 +110,6 @@ impl Service {
             }
         }
         who
-    }
-
-    pub async fn submit(&self, who: &Principal, mut req: Submit) -> Result<Operation, ApiError> {
-        let collection = crate::route::collection(&req.parent);
-        let span = tracing::info_span!("submit", kind = %req.kind, operation = Empty);
-        if let Some(own) = otel::continue_trace(&span, req.trace.as_ref()) {
-            req.trace = Some(own);
-        }
-        let result = self.submit_as(who, req).instrument(span.clone()).await;
-        if let Ok(op) = &result {
-            span.record("operation", op.name.as_str());
-        }
-        let target = result
-            .as_ref()
-            .map_or(collection.as_str(), |op| op.name.as_str());
-        audit(
-            Some(who),
-            Method::Submit,
-            target,
-            result.as_ref().map(|_| ()),
-        );
-        result
-    }
-
-    async fn submit_as(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
-        who.authorize(Method::Submit, Some(&req.parent))?;
-        if req.kind == BATCH_CANCEL {
-            // Its input names the principal it cancels for: only the api may write that.
-            return Err(ApiError::invalid(
-                "KIND_NOT_SUBMITTABLE",
-                "operations of kind batch-cancel are started by POST …/operations:batchCancel",
-            )
-            .with("kind", BATCH_CANCEL));
-        }
-        let kind = self.kind(&req.kind).await?;
-        let input = match req.input {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(v @ Value::Object(_)) => v,
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "INVALID_INPUT",
-                    "input must be a JSON object",
-                ));
-            }
-        };
-        let input = kind.admit(input)?;
-        let info = &kind.info;
-        let trace = req.trace.as_ref();
-        self.create(req.parent, info, input, req.request_id, req.timeout, trace)
-            .await
-    }
-
-    /// Creates and queues an operation of `kind` whose input has been admitted; a repeated
-    /// `request_id` answers the operation it made first.
-    async fn create(
-        &self,
-        parent: Parent,
-        kind: &KindInfo,
-        input: Value,
-        request_id: Option<String>,
-        timeout: Option<Duration>,
-        trace: Option<&TraceContext>,
-    ) -> Result<Operation, ApiError> {
-        if let Some(r) = &request_id {
-            let ok = !r.is_empty()
-                && r.len() <= MAX_REQUEST_ID_LEN
-                && r.bytes().all(|b| b.is_ascii_graphic());
-            if !ok {
-                return Err(ApiError::invalid(
-                    "INVALID_REQUEST_ID",
-                    format!("requestId must be 1-{MAX_REQUEST_ID_LEN} printable ASCII characters"),
-                ));
-            }
-        }
-        let timeout_ms = match timeout {
-            None => None,
-            Some(d) => {
-                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                if ms == 0 {
-                    return Err(ApiError::invalid(
-                        "INVALID_TIMEOUT",
-                        "timeout must be at least 1ms",
-                    ));
-                }
-                Some(ms)
-            }
-        };
-        // An operation with a request id is minted in that request's bucket, so the request-id
-        // entry shares its slot and the create stays one script.
-        let id = match &request_id {
-            Some(r) => Bucket::of_request(&parent, r).new_id(),
-            None => uuid::Uuid::now_v7().to_string(),
-        };
-        let name = parent
-            .operation(&id)
-            .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
-        let op = Operation::new(
-            NewOperation {
-                name,
-                kind: kind.name.clone(),
-                input,
-                cancellable: kind.cancellable,
-                request_id,
-                timeout_ms,
-                retention_ms: Some(self.retention_ms),
-            },
-            now_millis(),
-        );
-        // Guarded as it is written: if this process dies before the broker confirms the job
-        // message, a reaper publishes it.
-        let (guarded_at, guards) = publish::guards_for_new(&op);
-        match self.store.create(&op, &guards).await? {
-            Created::Existing(existing) => self.read(&existing).await,
-            Created::New => {
-                let published =
-                    publish::publish(&self.store, &self.publisher, &op.name, guarded_at, trace)
-                        .await;
-                if let Err(e) = published {
-                    // Not on the queue: take the record back so nothing accepted is left stranded.
-                    if let Err(undo) = self.store.delete(&op.name).await {
-                        tracing::error!(operation = %op.name, error = %undo, "could not undo unpublished submit; the reaper will publish it");
-                    }
-                    return Err(ApiError::unavailable("rabbitmq", e));
-                }
-                self.metrics.submitted(&op.kind);
-                Ok(op)
-            }
-        }
     }
 
     /// Starts a batch cancel of the operations of `req.parent` matching `req.filter`: an
@@ -291,15 +153,14 @@ impl Service {
             principal: who.name().map(str::to_owned),
         };
         let input = serde_json::to_value(input).map_err(|e| ApiError::internal(&e))?;
-        self.create(
+        let op = self.new_operation(
             req.parent,
             &kinds::batch_cancel(),
             input,
             req.request_id,
             None,
-            None,
-        )
-        .await
+        )?;
+        self.create(op, None).await
     }
 
     /// Every kind the api accepts (built-in and registered), sorted by name.

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod batch;
+mod batch_submit;
 mod broker;
 mod cancel;
 mod cli;

@@ -21,6 +21,14 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
         &["/v1/jobs", "/v1/projects/{project}/jobs"],
     ),
     (
+        "BatchSubmit",
+        "post",
+        &[
+            "/v1/jobs:batchSubmit",
+            "/v1/projects/{project}/jobs:batchSubmit",
+        ],
+    ),
+    (
         "List",
         "get",
         &["/v1/operations", "/v1/projects/{project}/operations"],

@@ -1,7 +1,8 @@
 //! Every REST answer the tests see is parsed by a strict proto3 JSON parser (prost-reflect, unknown
 //! fields refused, every `@type` resolved) against the protos the project ships, as the message
 //! the route answers with: an error envelope `lro.v1.Error`, `google.protobuf.Empty`, a
-//! `google.longrunning.ListOperationsResponse`, an `lro.v1.ListKindsResponse` or a
+//! `google.longrunning.ListOperationsResponse`, an `lro.v1.ListKindsResponse`, an
+//! `lro.v1.BatchSubmitJobsResponse` or a
 //! `google.longrunning.Operation`.
 
 use std::sync::OnceLock;
@@ -27,6 +28,7 @@ pub fn message_for(method: &str, path: &str, status: u16) -> &'static str {
             "google.longrunning.ListOperationsResponse"
         }
         () if method == "GET" && path == "/v1/kinds" => "lro.v1.ListKindsResponse",
+        () if last.ends_with(":batchSubmit") => "lro.v1.BatchSubmitJobsResponse",
         () => "google.longrunning.Operation",
     }
 }
