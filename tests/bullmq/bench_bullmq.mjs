@@ -5,7 +5,7 @@
 //   bench has 64 HTTP clients submitting), run by `--workers` worker processes; end to end is
 //   from the first add to the last `completed` event seen by a QueueEvents listener (as lro's
 //   bench counts done announcements). Completed jobs are kept (BullMQ's default), as lro keeps
-//   its records. CPU time (user + system, /proc/PID/stat) of the producer (this process), each
+//   its records. With `--bulk N`, the loops add N jobs at a time with `queue.addBulk`. CPU time (user + system, /proc/PID/stat) of the producer (this process), each
 //   worker and `--redis-pid` over that window, per job;
 // - cancel: `--cancels` long jobs running at once, each cancelled in turn through a Redis
 //   pub/sub relay to `worker.cancelJob` (worker_bullmq.mjs): publish -> the processor's
@@ -27,13 +27,19 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '100' },
     cancels: { type: 'string', default: '200' },
+    bulk: { type: 'string', default: '0' },
     'redis-url': { type: 'string', default: 'redis://127.0.0.1:6379' },
     'redis-pid': { type: 'string' },
   },
 });
-const [ops, inflight, workers, concurrency, cancels] = ['ops', 'inflight', 'workers', 'concurrency', 'cancels'].map(
-  (k) => Number(opt[k]),
-);
+const [ops, inflight, workers, concurrency, cancels, bulk] = [
+  'ops',
+  'inflight',
+  'workers',
+  'concurrency',
+  'cancels',
+  'bulk',
+].map((k) => Number(opt[k]));
 const url = opt['redis-url'];
 const prefix = `bullbench${randomBytes(6).toString('hex')}`;
 const queueName = 'bench';
@@ -73,13 +79,14 @@ async function throughput(queue, events, children) {
   if (opt['redis-pid']) pids['redis-server'] = Number(opt['redis-pid']);
   const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, ticks(p)]));
   const started = now();
-  const perLoop = Math.ceil(ops / inflight);
   let left = ops;
   await Promise.all(
     Array.from({ length: inflight }, async () => {
-      for (let i = 0; i < perLoop && left > 0; i++) {
-        left--;
-        await queue.add('noop', {});
+      while (left > 0) {
+        const n = Math.min(left, Math.max(bulk, 1));
+        left -= n;
+        if (bulk > 0) await queue.addBulk(Array.from({ length: n }, () => ({ name: 'noop', data: {} })));
+        else await queue.add('noop', {});
       }
     }),
   );
@@ -151,7 +158,7 @@ try {
   await warm.waitUntilFinished(events, 30_000);
   const t = await throughput(queue, events, children);
   const c = cancels > 0 ? await cancel(queue, children, messages) : null;
-  out = { bullmq: version, prefix, workers, concurrency, inflight, throughput: t, cancel: c };
+  out = { bullmq: version, prefix, workers, concurrency, inflight, bulk, throughput: t, cancel: c };
 } finally {
   await Promise.all(
     children.map((c) => new Promise((resolve) => {

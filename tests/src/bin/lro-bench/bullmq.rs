@@ -22,18 +22,18 @@ use lro_tests::Summary;
 use lro_tests::procs::Procs;
 use serde_json::Value;
 
-use crate::{Args, Row, cpu, noops};
+use crate::{Args, Row, Submitting, cpu, noops};
 
 /// Ports of the shared services (those lro-bench and the BullMQ script connect to).
-const REDIS_PORT: u16 = 6379;
-const AMQP_PORT: u16 = 5672;
+pub(crate) const REDIS_PORT: u16 = 6379;
+pub(crate) const AMQP_PORT: u16 = 5672;
 
 /// CPU µs per job of named processes, one value per round, in the order first seen.
 #[derive(Default)]
-struct CpuTable(Vec<(String, Vec<f64>)>);
+pub(crate) struct CpuTable(Vec<(String, Vec<f64>)>);
 
 impl CpuTable {
-    fn add(&mut self, name: &str, us: f64) {
+    pub(crate) fn add(&mut self, name: &str, us: f64) {
         match self.0.iter_mut().find(|(n, _)| n == name) {
             Some((_, v)) => v.push(us),
             None => self.0.push((name.to_owned(), vec![us])),
@@ -41,7 +41,12 @@ impl CpuTable {
     }
 
     /// One row per process, and the sum of every process per round.
-    fn rows(&self, system: &str, goal: Option<&str>) -> Vec<Row> {
+    pub(crate) fn rows(
+        &self,
+        scenario: &'static str,
+        system: &str,
+        goal: Option<&str>,
+    ) -> Vec<Row> {
         let rounds = self.0.first().map_or(0, |(_, v)| v.len());
         let totals: Vec<f64> = (0..rounds)
             .map(|r| self.0.iter().filter_map(|(_, v)| v.get(r)).sum())
@@ -51,7 +56,7 @@ impl CpuTable {
             .iter()
             .map(|(name, v)| {
                 Row::summary(
-                    "bullmq",
+                    scenario,
                     &format!("{system} CPU per job: {name}"),
                     "us",
                     Summary::of(v),
@@ -60,7 +65,7 @@ impl CpuTable {
             .collect();
         let total = Summary::of(&totals);
         let mut row = Row::summary(
-            "bullmq",
+            scenario,
             &format!("{system} CPU per job: all processes"),
             "us",
             total,
@@ -83,9 +88,10 @@ pub(crate) async fn bullmq(args: &Args, lro_token_p50: Option<f64>) -> anyhow::R
     let mut cancel = None;
     let mut version = String::new();
     for round in 0..args.bullmq_rounds {
-        let lro = lro_round(args, redis, rabbitmq, &mut lro_cpu).await?;
+        let (_, lro) = lro_round(args, redis, rabbitmq, &mut lro_cpu, Submitting::One).await?;
         let last = round + 1 == args.bullmq_rounds;
-        let out = bullmq_round(args, redis, if last { args.bullmq_cancels } else { 0 }).await?;
+        let cancels = if last { args.bullmq_cancels } else { 0 };
+        let out = bullmq_round(args, redis, cancels, 0).await?;
         let t = &out["throughput"];
         let bull = f(&t["e2e_per_s"]);
         let jobs = t["ops"].as_f64().unwrap_or(f64::NAN);
@@ -131,8 +137,8 @@ pub(crate) async fn bullmq(args: &Args, lro_token_p50: Option<f64>) -> anyhow::R
             ),
         ),
     ];
-    rows.extend(lro_cpu.rows("lro", Some("<= 250 us (ratio: / 250)")));
-    rows.extend(bull_cpu.rows("bullmq", None));
+    rows.extend(lro_cpu.rows("bullmq", "lro", Some("<= 250 us (ratio: / 250)")));
+    rows.extend(bull_cpu.rows("bullmq", "bullmq", None));
     if let Some(c) = cancel {
         let s = Summary {
             n: c["n"].as_u64().unwrap_or(0) as usize,
@@ -155,18 +161,19 @@ pub(crate) async fn bullmq(args: &Args, lro_token_p50: Option<f64>) -> anyhow::R
     Ok(rows)
 }
 
-fn f(x: &Value) -> f64 {
+pub(crate) fn f(x: &Value) -> f64 {
     x.as_f64().unwrap_or(f64::NAN)
 }
 
-/// lro's throughput run of `--bullmq-ops` noops with every process's CPU per job recorded in
-/// `table`; returns the end-to-end ops/s.
-async fn lro_round(
+/// lro's throughput run of `--bullmq-ops` noops submitted `how`, with every process's CPU per job
+/// recorded in `table`; returns the submit rate and the end-to-end rate, ops/s.
+pub(crate) async fn lro_round(
     args: &Args,
     redis: u32,
     rabbitmq: u32,
     table: &mut CpuTable,
-) -> anyhow::Result<f64> {
+    how: Submitting,
+) -> anyhow::Result<(f64, f64)> {
     let procs = Procs::start("bench", args.workers, 256).await?;
     let mut watch: Vec<(String, u32)> = Vec::new();
     watch.extend(procs.api_pid().map(|p| ("lro-api".to_owned(), p)));
@@ -177,22 +184,34 @@ async fn lro_round(
     watch.push(("rabbitmq (beam.smp)".to_owned(), rabbitmq));
     watch.push(("lro-bench (the clients)".to_owned(), std::process::id()));
     let pids: Vec<u32> = watch.iter().map(|(_, p)| *p).collect();
-    let measured = noops(args, &procs, args.bullmq_ops, &pids).await;
+    let measured = noops(args, &procs, args.bullmq_ops, &pids, how).await;
     procs.stop().await;
     let m = measured?;
     for ((name, _), ns) in watch.iter().zip(&m.cpu_ns) {
         table.add(name, ns / 1000.0 / m.total as f64);
     }
-    Ok(m.total as f64 / m.e2e_secs)
+    Ok((m.total as f64 / m.submit_secs, m.total as f64 / m.e2e_secs))
 }
 
-/// One run of `tests/bullmq/run.sh`; its JSON line.
-async fn bullmq_round(args: &Args, redis: u32, cancels: usize) -> anyhow::Result<Value> {
+/// One run of `tests/bullmq/run.sh`, adding one job at a time (`bulk` 0) from `--clients` loops or
+/// `bulk` at a time with `addBulk` from [`bulk::CLIENTS`] loops; its JSON line.
+pub(crate) async fn bullmq_round(
+    args: &Args,
+    redis: u32,
+    cancels: usize,
+    bulk: usize,
+) -> anyhow::Result<Value> {
+    let inflight = if bulk > 0 {
+        crate::bulk::CLIENTS
+    } else {
+        args.clients
+    };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bullmq/run.sh");
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .args(["--ops", &args.bullmq_ops.to_string()])
-        .args(["--inflight", &args.clients.to_string()])
+        .args(["--inflight", &inflight.to_string()])
+        .args(["--bulk", &bulk.to_string()])
         .args(["--workers", &args.workers.to_string()])
         .args(["--concurrency", &args.bullmq_concurrency.to_string()])
         .args(["--cancels", &cancels.to_string()])

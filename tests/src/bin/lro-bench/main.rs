@@ -35,7 +35,9 @@
 //! - `bullmq`: BullMQ (`tests/bullmq/`, installed from npm under the target dir) on the same
 //!   Redis, rounds interleaved with lro's throughput run: `noop` jobs/s end to end beside lro's
 //!   ops/s, CPU per job of every process of both systems, and a pub/sub relay to
-//!   `worker.cancelJob` beside lro's cancel (`bullmq.rs`).
+//!   `worker.cancelJob` beside lro's cancel (`bullmq.rs`);
+//! - `bulk`: batch submission (`jobs:batchSubmit`, `--bulk` jobs per request) beside single
+//!   submits and beside BullMQ's `addBulk` of as many, rounds interleaved (`bulk.rs`).
 //!
 //! Usage: `cargo build --release --workspace && target/release/lro-bench` (see `--help`).
 
@@ -46,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
 };
@@ -57,6 +59,7 @@ use lro_worker::{JobError, Kinds};
 use serde_json::{Value, json};
 
 mod batch;
+mod bulk;
 mod bullmq;
 mod cancel;
 mod celery;
@@ -75,11 +78,11 @@ use cancel::{Cancels, amqp_floor, cancel_latency, redis_floor};
 #[command(name = "lro-bench")]
 struct Args {
     /// Scenarios to run, comma-separated: floor, cancel, throughput, reads, auth, fanout,
-    /// scale, batch, metrics, queues, cluster, celery, bullmq.
+    /// scale, batch, metrics, queues, cluster, celery, bullmq, bulk.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,cluster,celery,bullmq"
+        default_value = "floor,cancel,throughput,reads,auth,fanout,scale,batch,metrics,queues,cluster,celery,bullmq,bulk"
     )]
     scenarios: Vec<String>,
     /// Operations in flight in the scale scenario, comma-separated.
@@ -103,6 +106,9 @@ struct Args {
     /// Running BullMQ jobs cancelled one by one (in the last round) in the bullmq scenario.
     #[arg(long, default_value_t = 200)]
     bullmq_cancels: usize,
+    /// Jobs per batch in the bulk scenario (`jobs:batchSubmit`, BullMQ's `addBulk`).
+    #[arg(long, default_value_t = 1000)]
+    bulk: usize,
     /// Jobs running (and cancelled one by one) in the cancel scenario.
     #[arg(long, default_value_t = 1000)]
     cancels: usize,
@@ -309,6 +315,9 @@ async fn main() -> anyhow::Result<()> {
     if run("bullmq") {
         rows.extend(bullmq::bullmq(&args, lro_token_p50).await?);
     }
+    if run("bulk") {
+        rows.extend(bulk::bulk(&args).await?);
+    }
     print_table(&rows);
     std::fs::write(&args.json, serde_json::to_vec_pretty(&rows)?)
         .with_context(|| format!("cannot write {}", args.json.display()))?;
@@ -357,7 +366,7 @@ async fn throughput_on(
     shared: &[(&str, String)],
 ) -> anyhow::Result<Vec<Row>> {
     let procs = Procs::start_on("bench", args.workers, 256, &[], shared).await?;
-    let measured = noops(args, &procs, ops, &[]).await;
+    let measured = noops(args, &procs, ops, &[], Submitting::One).await;
     procs.stop().await;
     let Noops {
         total,
@@ -405,9 +414,24 @@ struct Noops {
     cpu_ns: Vec<f64>,
 }
 
-/// Submits `ops` noops from `--clients` clients to `procs` and waits until every one is announced
-/// done on the done channel; `watch` are the processes whose CPU time is measured meanwhile.
-async fn noops(args: &Args, procs: &Procs, ops: usize, watch: &[u32]) -> anyhow::Result<Noops> {
+/// How a run's clients submit.
+#[derive(Debug, Clone, Copy)]
+enum Submitting {
+    /// One job per request, from `--clients` clients.
+    One,
+    /// `jobs:batchSubmit` with this many jobs per request, from [`bulk::CLIENTS`] clients.
+    Batch(usize),
+}
+
+/// Submits `ops` noops to `procs` as `how` says and waits until every one is announced done on
+/// the done channel; `watch` are the processes whose CPU time is measured meanwhile.
+async fn noops(
+    args: &Args,
+    procs: &Procs,
+    ops: usize,
+    watch: &[u32],
+    how: Submitting,
+) -> anyhow::Result<Noops> {
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub
@@ -420,6 +444,7 @@ async fn noops(args: &Args, procs: &Procs, ops: usize, watch: &[u32]) -> anyhow:
     warm_up(&http, procs).await?;
 
     let (url, noop) = (procs.url("jobs"), json!({ "kind": "noop" }));
+    let batch_url = procs.url("jobs:batchSubmit");
     let cpu_before = watch
         .iter()
         .map(|&p| cpu::ns(p))
@@ -427,7 +452,10 @@ async fn noops(args: &Args, procs: &Procs, ops: usize, watch: &[u32]) -> anyhow:
     let started = Instant::now();
     let mut pending: HashSet<String> = HashSet::new();
     let mut stream = pubsub.on_message();
-    let submitted = submit_many(&http, &url, &noop, ops, args.clients);
+    let submitted = match how {
+        Submitting::One => submit_many(&http, &url, &noop, ops, args.clients).boxed(),
+        Submitting::Batch(size) => bulk::submit_batches(&http, &batch_url, ops, size).boxed(),
+    };
     tokio::pin!(submitted);
     let mut done_early = Vec::new();
     // Count completions while submitting, so the channel never backs up.
