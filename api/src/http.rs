@@ -22,6 +22,7 @@ use crate::metrics::{RequestMethod, Transport};
 use crate::render;
 use crate::route::{Route, no_route};
 use crate::service::{BatchCancel, BatchSubmit, Job, Service, Submit, in_request};
+use crate::view::{ListView, OperationView};
 use lro_common::name::Parent;
 use lro_common::status::Code;
 use lro_common::trace::TraceContext;
@@ -123,15 +124,16 @@ async fn handle(
                     },
                 )
                 .await?;
-            render::operation(&op)
+            ok(&OperationView::of(&op))
         }
         Route::BatchSubmit(parent) => {
             let b: BatchSubmitBody = read_json(body, true).await?.unwrap_or_default();
             let req = b.into_batch(parent, trace(headers))?;
             let ops = svc.batch_submit(who, req).await?;
-            json!({ "operations": ops.iter().map(render::operation).collect::<Vec<_>>() })
+            // A `BatchSubmitJobsResponse`: the operations, as a page with no next one.
+            ok(&ListView::of(&ops, None))
         }
-        Route::Get(name) => render::operation(&svc.get(who, &name).await?),
+        Route::Get(name) => ok(&OperationView::of(&svc.get(who, &name).await?)),
         Route::OpenApi => {
             let mut resp = OPENAPI_JSON.into_response();
             resp.headers_mut().insert(
@@ -147,33 +149,23 @@ async fn handle(
             let (ops, next) = svc
                 .list(who, &parent, &filter, size, q.page_token.as_deref())
                 .await?;
-            let mut out = serde_json::Map::new();
-            if !ops.is_empty() {
-                out.insert(
-                    "operations".into(),
-                    ops.iter().map(render::operation).collect(),
-                );
-            }
-            if let Some(t) = next {
-                out.insert("nextPageToken".into(), t.into());
-            }
-            Value::Object(out)
+            ok(&ListView::of(&ops, next.as_deref()))
         }
         Route::Delete(name) => {
             svc.delete(who, &name).await?;
-            json!({})
+            ok(&json!({}))
         }
         Route::Cancel(name) => {
             let b: NameBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
             svc.cancel(who, &name, trace(headers)).await?;
-            json!({})
+            ok(&json!({}))
         }
         Route::Wait(name) => {
             let b: WaitBody = read_json(body, false).await?.unwrap_or_default();
             check_body_name(b.name.as_deref(), name.as_str())?;
             let timeout = parse_timeout(b.timeout.as_deref())?;
-            render::operation(&svc.wait(who, &name, timeout).await?)
+            ok(&OperationView::of(&svc.wait(who, &name, timeout).await?))
         }
         Route::BatchCancel(parent) => {
             let b: BatchCancelBody = read_json(body, true).await?.unwrap_or_default();
@@ -182,11 +174,16 @@ async fn handle(
                 filter: b.filter,
                 request_id: b.request_id,
             };
-            render::operation(&svc.batch_cancel(who, req).await?)
+            ok(&OperationView::of(&svc.batch_cancel(who, req).await?))
         }
-        Route::Kinds => render::kinds(&svc.kinds(who).await?),
+        Route::Kinds => ok(&render::kinds(&svc.kinds(who).await?)),
     };
-    Ok(render::json_response(200, &answer))
+    Ok(answer)
+}
+
+/// A 200 answer with this JSON body.
+fn ok(body: &impl serde::Serialize) -> Response {
+    render::json_response(200, body)
 }
 
 /// The caller's W3C trace context (`traceparent`, `tracestate`); absent or invalid is `None`.

@@ -20,6 +20,7 @@ mod route;
 mod schema;
 mod service;
 pub mod tls;
+mod view;
 mod waiters;
 
 use std::time::Duration;
