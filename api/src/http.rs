@@ -115,11 +115,13 @@ async fn handle(
                 .submit(
                     who,
                     Submit {
-                        parent,
-                        kind: b.kind,
-                        input: b.input,
-                        request_id: b.request_id,
-                        timeout: parse_timeout(b.timeout.as_deref())?,
+                        job: Job {
+                            parent,
+                            kind: b.kind,
+                            input: b.input,
+                            request_id: b.request_id,
+                            timeout: parse_timeout(b.timeout.as_deref())?,
+                        },
                         trace: trace(headers),
                     },
                 )

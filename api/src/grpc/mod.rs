@@ -27,7 +27,7 @@ use crate::pb::google::longrunning::{self as lr, operations_server};
 use crate::pb::google::rpc;
 use crate::pb::lro::v1::{self as lro, jobs_server};
 use crate::route::collection;
-use crate::service::{BatchCancel, Service, Submit};
+use crate::service::{BatchCancel, BatchSubmit, Job, Service, Submit, in_request};
 use crate::tls::ServerTls;
 use crate::view::{ListView, OperationView};
 use convert::{any, detail, kind, struct_json};
@@ -164,19 +164,52 @@ impl jobs_server::Jobs for Grpc {
                 .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
             let who = self.caller(&req, Method::Submit, &collection(&parent))?;
             let trace = trace(&req);
-            let req = req.into_inner();
-            let input = req.input.as_ref().map(struct_json).transpose()?;
-            let submit = Submit {
-                parent,
-                kind: req.kind,
-                input,
-                request_id: Some(req.request_id).filter(|r| !r.is_empty()),
-                timeout: req.timeout.map(duration).transpose()?,
-                trace,
-            };
-            Ok(operation(&self.0.submit(&who, submit).await?))
+            let job = job(req.into_inner(), parent)?;
+            Ok(operation(
+                &self.0.submit(&who, Submit { job, trace }).await?,
+            ))
         };
         self.answer(RequestMethod::Submit, run).await
+    }
+
+    async fn batch_submit_jobs(
+        &self,
+        req: Request<lro::BatchSubmitJobsRequest>,
+    ) -> Answer<lro::BatchSubmitJobsResponse> {
+        let run = async {
+            let parent = Parent::parse(&req.get_ref().parent)
+                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let who = self.caller(&req, Method::BatchSubmit, &collection(&parent))?;
+            let trace = trace(&req);
+            let jobs = req
+                .into_inner()
+                .requests
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    // A job without a parent is under the batch's; the service refuses another.
+                    let own = if r.parent.is_empty() {
+                        parent.clone()
+                    } else {
+                        Parent::parse(&r.parent).map_err(|e| {
+                            let e = ApiError::invalid("INVALID_NAME", e.to_string());
+                            in_request(e, i, "parent")
+                        })?
+                    };
+                    job(r, own).map_err(|e| in_request(e, i, ""))
+                })
+                .collect::<Result<_, ApiError>>()?;
+            let batch = BatchSubmit {
+                parent,
+                jobs,
+                trace,
+            };
+            let ops = self.0.batch_submit(&who, batch).await?;
+            Ok(lro::BatchSubmitJobsResponse {
+                operations: ops.iter().map(operation).collect(),
+            })
+        };
+        self.answer(RequestMethod::BatchSubmit, run).await
     }
 
     async fn batch_cancel_operations(
@@ -248,6 +281,17 @@ fn operation_name(name: &str) -> Result<OperationName, ApiError> {
 }
 
 /// A request's `google.protobuf.Duration`; negative or out-of-range ones are refused.
+/// The job a `SubmitJobRequest` asks for, under `parent`.
+fn job(req: lro::SubmitJobRequest, parent: Parent) -> Result<Job, ApiError> {
+    Ok(Job {
+        parent,
+        kind: req.kind,
+        input: req.input.as_ref().map(struct_json).transpose()?,
+        request_id: Some(req.request_id).filter(|r| !r.is_empty()),
+        timeout: req.timeout.map(duration).transpose()?,
+    })
+}
+
 fn duration(d: prost_types::Duration) -> Result<Duration, ApiError> {
     Duration::try_from(d)
         .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", format!("timeout {d}: {e}")))

@@ -9,7 +9,7 @@
 //! awaited together); if any write or publish fails, the batch's new operations are taken back
 //! and the batch answers the error, as a single submit does.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -46,15 +46,10 @@ pub struct Job {
     pub timeout: Option<Duration>,
 }
 
-/// A job submission: a [`Job`] and the caller's trace.
+/// A job submission.
 #[derive(Debug, Clone)]
 pub struct Submit {
-    pub parent: Parent,
-    pub kind: String,
-    pub input: Option<Value>,
-    pub request_id: Option<String>,
-    /// The longest one attempt may run.
-    pub timeout: Option<Duration>,
+    pub job: Job,
     /// The caller's trace (W3C `traceparent`), carried on the job message to the worker.
     pub trace: Option<TraceContext>,
 }
@@ -70,16 +65,10 @@ pub struct BatchSubmit {
 
 impl Service {
     pub async fn submit(&self, who: &Principal, req: Submit) -> Result<Operation, ApiError> {
-        let collection = crate::route::collection(&req.parent);
-        let span = tracing::info_span!("submit", kind = %req.kind, operation = Empty);
+        let collection = crate::route::collection(&req.job.parent);
+        let span = tracing::info_span!("submit", kind = %req.job.kind, operation = Empty);
         let trace = otel::continue_trace(&span, req.trace.as_ref()).or(req.trace);
-        let job = Job {
-            parent: req.parent,
-            kind: req.kind,
-            input: req.input,
-            request_id: req.request_id,
-            timeout: req.timeout,
-        };
+        let job = req.job;
         let result = async {
             who.authorize(Method::Submit, Some(&job.parent))?;
             let op = self.admit(job).await?;
@@ -103,7 +92,8 @@ impl Service {
     }
 
     /// Submits every job of `req` or none: the operations in the order of the jobs (a job whose
-    /// request id was used before answers the operation it made first).
+    /// request id was used before, in an earlier request or earlier in this batch, answers the
+    /// operation it made first).
     pub async fn batch_submit(
         &self,
         who: &Principal,
@@ -142,7 +132,10 @@ impl Service {
             )
             .with("maxRequests", MAX_BATCH.to_string()));
         }
-        let mut request_ids = HashSet::new();
+        // A request id given twice in the batch is one submission: the later job answers the
+        // earlier one's operation, as a repeated submit does. `slots`: each job's place in `ops`.
+        let mut first_with: HashMap<String, usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(req.jobs.len());
         let mut ops = Vec::with_capacity(req.jobs.len());
         for (i, job) in req.jobs.into_iter().enumerate() {
             if job.parent != req.parent {
@@ -156,16 +149,19 @@ impl Service {
                 );
                 return Err(in_request(e, i, "parent"));
             }
-            if let Some(r) = &job.request_id
-                && !request_ids.insert(r.clone())
-            {
-                let e = ApiError::invalid(
-                    "DUPLICATE_REQUEST_ID",
-                    format!("requestId {r:?} is given to more than one job of the batch"),
-                );
-                return Err(in_request(e, i, "requestId"));
-            }
-            ops.push(self.admit(job).await.map_err(|e| in_request(e, i, ""))?);
+            let op = self.admit(job).await.map_err(|e| in_request(e, i, ""))?;
+            let earlier = op.request_id.as_ref().and_then(|r| first_with.get(r));
+            let slot = match earlier {
+                Some(&slot) => slot,
+                None => {
+                    if let Some(r) = &op.request_id {
+                        first_with.insert(r.clone(), ops.len());
+                    }
+                    ops.push(op);
+                    ops.len() - 1
+                }
+            };
+            slots.push(slot);
         }
         let trace = req.trace.as_ref();
         let created = join_all(ops.iter().map(|op| async move {
@@ -215,8 +211,10 @@ impl Service {
                 Answer::Existing(first) => self.read(&first).await,
             }
         }))
-        .await;
-        ops.into_iter().collect()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(slots.into_iter().map(|slot| ops[slot].clone()).collect())
     }
 
     /// Checks a job and makes its operation, writing nothing.

@@ -1,9 +1,10 @@
 //! Batch submission (`POST …/jobs:batchSubmit`): up to 1,000 jobs in one request, all or none
 //! (AIP-233), answered in order; each job checked and deduplicated by its own request id as a
-//! single submit is.
+//! single submit is; the same over gRPC (`lro.v1.Jobs/BatchSubmitJobs`).
 
 use serde_json::{Value, json};
 
+use crate::auth::{Creds, claims, hs256};
 use crate::harness::{Api, Env, Reply, name_of, state_of};
 
 /// `POST /v1/{parent}/jobs:batchSubmit` (the top level for `""`) with these jobs.
@@ -138,15 +139,6 @@ async fn a_batch_with_one_refused_job_creates_none() {
             "0",
         ),
         (
-            vec![
-                json!({ "kind": "noop", "requestId": "same" }),
-                good(),
-                json!({ "kind": "noop", "requestId": "same" }),
-            ],
-            "DUPLICATE_REQUEST_ID",
-            "2",
-        ),
-        (
             vec![good(), json!({ "kind": "noop", "parent": "projects/q" })],
             "PARENT_MISMATCH",
             "1",
@@ -227,6 +219,21 @@ async fn a_repeated_batch_answers_the_operations_it_made_first() {
         )
         .await,
     );
+    // A request id given twice in one batch is one submission.
+    let twice = operations(
+        batch(
+            api,
+            "",
+            vec![
+                json!({ "kind": "noop", "requestId": "d" }),
+                json!({ "kind": "noop" }),
+                json!({ "kind": "noop", "requestId": "d" }),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(name_of(&twice[0]), name_of(&twice[2]));
+    assert_ne!(name_of(&twice[0]), name_of(&twice[1]));
     // Again, with one more job and the order changed: the old ones answer what they made.
     let again = operations(
         batch(
@@ -250,7 +257,7 @@ async fn a_repeated_batch_answers_the_operations_it_made_first() {
         .await
         .ok();
     assert_eq!(name_of(&single), name_of(&first[0]));
-    assert_eq!(listed(api, "operations").await.len(), 3);
+    assert_eq!(listed(api, "operations").await.len(), 5);
 }
 
 #[tokio::test]
@@ -272,4 +279,106 @@ async fn a_batch_of_a_thousand_jobs_runs_every_one() {
         assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
     }
     assert_eq!(listed(api, "projects/big/operations").await, names);
+}
+
+#[tokio::test]
+async fn grpc_batch_submit_is_the_same_all_or_none_batch() {
+    use lro_api::pb::google::rpc;
+    use lro_api::pb::lro::v1::{BatchSubmitJobsRequest, SubmitJobRequest};
+    use prost::Message;
+
+    let env = Env::start().await;
+    let grpc = crate::grpc::Grpc::connect(&env).await;
+    let job = |kind: &str, request_id: &str| SubmitJobRequest {
+        kind: kind.into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let grpc_batch = |requests: Vec<SubmitJobRequest>| BatchSubmitJobsRequest {
+        parent: "projects/g".into(),
+        requests,
+    };
+
+    // One refused job: INVALID_ARGUMENT naming it, and nothing created.
+    let refused = grpc
+        .jobs
+        .clone()
+        .batch_submit_jobs(grpc_batch(vec![job("noop", ""), job("nope", "")]))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let details = rpc::Status::decode(refused.details()).expect("status details");
+    let info = rpc::ErrorInfo::decode(details.details[0].value.as_slice()).expect("ErrorInfo");
+    assert_eq!(info.reason, "UNKNOWN_KIND");
+    assert_eq!(info.metadata["requestIndex"], "1");
+    assert_eq!(
+        env.api.list("projects/g/operations", "").await.ok(),
+        json!({})
+    );
+
+    // Accepted: in order, and a request id answers the same operation over REST.
+    let ops = grpc
+        .jobs
+        .clone()
+        .batch_submit_jobs(grpc_batch(vec![job("noop", "g-1"), job("fail", "")]))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .operations;
+    assert_eq!(ops.len(), 2);
+    let again = operations(
+        batch(
+            &env.api,
+            "projects/g",
+            vec![json!({ "kind": "noop", "requestId": "g-1" })],
+        )
+        .await,
+    );
+    assert_eq!(name_of(&again[0]), ops[0].name);
+    let mut names: Vec<String> = ops.iter().map(|op| op.name.clone()).collect();
+    names.sort();
+    assert_eq!(listed(&env.api, "projects/g/operations").await, names);
+}
+
+#[tokio::test]
+async fn a_batch_needs_the_submit_scope_and_the_callers_parent() {
+    let creds = Creds::new();
+    let env = creds.env(|_| {}).await;
+    let jobs = || vec![json!({ "kind": "noop" }), json!({ "kind": "noop" })];
+
+    let reader = env
+        .api
+        .bearer(&hs256(&claims("bob", "lro.operations.read")));
+    let reply = batch(&reader, "projects/p", jobs()).await;
+    reply.error(403, "PERMISSION_DENIED");
+    let info = &reply.body["error"]["details"][0];
+    assert_eq!(
+        info["reason"], "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+        "{reply:?}"
+    );
+    batch(&env.api, "projects/p", jobs())
+        .await
+        .error(401, "UNAUTHENTICATED");
+
+    let mut tenant = claims("carol", "lro.jobs.submit lro.operations.read");
+    tenant["lro_parents"] = json!(["projects/mine"]);
+    let tenant = env.api.bearer(&hs256(&tenant));
+    let reply = batch(&tenant, "projects/p", jobs()).await;
+    reply.error(403, "PERMISSION_DENIED");
+    assert_eq!(
+        reply.body["error"]["details"][0]["reason"],
+        "IAM_PERMISSION_DENIED"
+    );
+    let admin = env.api.bearer(&hs256(&claims("admin", "lro.admin")));
+    assert_eq!(
+        admin.list("projects/p/operations", "").await.ok(),
+        json!({})
+    );
+
+    // Under its own parent: accepted, and each is listed there.
+    let ops = operations(batch(&tenant, "projects/mine", jobs()).await);
+    assert_eq!(ops.len(), 2);
+    let mut names: Vec<String> = ops.iter().map(name_of).collect();
+    names.sort();
+    assert_eq!(listed(&admin, "projects/mine/operations").await, names);
 }
