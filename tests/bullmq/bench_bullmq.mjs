@@ -140,7 +140,9 @@ async function cleanUp(redis) {
 }
 
 const redis = new IORedis(url, { maxRetriesPerRequest: null });
-const queue = new Queue(queueName, { connection: redis, prefix });
+// The events stream keeps every event of the run (BullMQ trims it to 10,000 by default, which a
+// fast producer outruns, so QueueEvents would miss `completed` events and never see the end).
+const queue = new Queue(queueName, { connection: redis, prefix, streams: { events: { maxLen: 10 * ops + 1000 } } });
 // BullMQ does not close connections it was given: each is disconnected below.
 const eventsRedis = new IORedis(url, { maxRetriesPerRequest: null });
 const events = new QueueEvents(queueName, { connection: eventsRedis, prefix });
