@@ -382,3 +382,45 @@ async fn a_batch_needs_the_submit_scope_and_the_callers_parent() {
     names.sort();
     assert_eq!(listed(&admin, "projects/mine/operations").await, names);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_while_rabbitmq_is_away_leaves_nothing_and_its_retry_runs_once() {
+    let proxy = crate::proxy::Proxy::start("127.0.0.1:5672").await;
+    let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let mut env = Env::start_with(|c| c.connections.amqp_url = amqp.clone()).await;
+    env.worker_with(crate::harness::Probe::default().kinds(), |c| {
+        c.connections.amqp_url = amqp.clone();
+    })
+    .await;
+    let jobs = || {
+        (0..3)
+            .map(|i| json!({ "kind": "noop", "requestId": format!("out-{i}") }))
+            .collect::<Vec<_>>()
+    };
+
+    proxy.cut();
+    // The records are written, the publishes fail: every one is taken back.
+    let reply = batch(&env.api, "projects/o", jobs()).await;
+    reply.error(503, "UNAVAILABLE");
+    assert_eq!(
+        env.api.list("projects/o/operations", "").await.ok(),
+        json!({})
+    );
+
+    proxy.restore();
+    // A client retrying the same batch gets it accepted, once, and every job runs.
+    let ops = crate::harness::eventually("batch accepted again", || async {
+        let reply = batch(&env.api, "projects/o", jobs()).await;
+        assert!(matches!(reply.status, 200 | 503), "{reply:?}");
+        (reply.status == 200).then(|| operations(reply))
+    })
+    .await;
+    assert_eq!(ops.len(), 3);
+    for op in &ops {
+        let done = env.api.done(&name_of(op)).await;
+        assert_eq!(state_of(&done), "SUCCEEDED", "{done}");
+    }
+    let mut names: Vec<String> = ops.iter().map(name_of).collect();
+    names.sort();
+    assert_eq!(listed(&env.api, "projects/o/operations").await, names);
+}
