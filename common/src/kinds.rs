@@ -5,7 +5,7 @@
 //! their input types live here, so the api's schemas and the worker's parsing are one definition.
 //! Workers built on the library register their own kinds in Redis at start-up (see
 //! [`crate::store::Store::register_kinds`]); the api accepts the union. This module only
-//! describes inputs; validating them is the api's business (`api/src/schema.rs`).
+//! describes inputs; validating them is the api's business (`api/src/schema/check.rs`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

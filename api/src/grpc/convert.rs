@@ -122,7 +122,7 @@ pub(super) fn any(type_url: &str, msg: &impl Message) -> prost_types::Any {
     }
 }
 
-/// A kind as an `lro.v1.Kind`; its schema is an object (see `schema.rs`).
+/// A kind as an `lro.v1.Kind`; its schema is an object (see `schema/mod.rs`).
 pub(super) fn kind(k: &lro_common::kinds::KindInfo) -> lro::Kind {
     let input_schema = match value(&k.input_schema).kind {
         Some(Kind::StructValue(s)) => s,
