@@ -1,7 +1,6 @@
 //! What a running job can see and do: its [`JobContext`] — its name and attempt, its token and
 //! why it fired, and its progress reports (coalesced: a job may report as often as it likes).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lro_common::broker::Broker;
@@ -22,23 +21,11 @@ pub struct JobContext {
     store: std::sync::Arc<Store>,
     /// For the built-in kinds that talk to other workers (a batch cancel's cancel messages).
     broker: Broker,
-    reports: Arc<Mutex<Reports>>,
 }
 
 /// Progress reports closer together than this are coalesced: the latest one is written when the
 /// interval is over (or with the outcome, if the job ends first), the ones before it never.
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// A job's progress reports, coalesced.
-#[derive(Debug, Default)]
-pub(crate) struct Reports {
-    /// When the last one was written.
-    last: Option<Instant>,
-    /// The latest one not written yet.
-    pending: Option<Progress>,
-    /// A task will write `pending` at the end of the interval.
-    flushing: bool,
-}
 
 impl JobContext {
     pub(crate) fn new(
@@ -54,13 +41,7 @@ impl JobContext {
             stop,
             store,
             broker,
-            reports: Arc::default(),
         }
-    }
-
-    /// The progress reported but not written yet; the outcome writes it.
-    pub(crate) fn reports(&self) -> Arc<Mutex<Reports>> {
-        self.reports.clone()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -109,7 +90,7 @@ impl JobContext {
         };
         let now = Instant::now();
         {
-            let mut reports = lock(&self.reports);
+            let mut reports = self.stop.reports();
             let next = reports.last.map(|last| last + PROGRESS_INTERVAL);
             if let Some(next) = next.filter(|&next| next > now) {
                 reports.pending = Some(progress);
@@ -129,7 +110,7 @@ impl JobContext {
     async fn flush_at(self, at: Instant) {
         tokio::time::sleep_until(at.into()).await;
         let pending = {
-            let mut reports = lock(&self.reports);
+            let mut reports = self.stop.reports();
             reports.flushing = false;
             reports.last = Some(Instant::now());
             reports.pending.take()
@@ -153,11 +134,6 @@ impl JobContext {
 }
 
 /// The report a job left unwritten when it returned, for its outcome's write.
-pub(crate) fn take_pending(reports: &Mutex<Reports>) -> Option<Progress> {
-    lock(reports).pending.take()
-}
-
-fn lock(reports: &Mutex<Reports>) -> std::sync::MutexGuard<'_, Reports> {
-    // Plain assignments under the lock: a panic cannot leave it inconsistent.
-    reports.lock().unwrap_or_else(|p| p.into_inner())
+pub(crate) fn take_pending(stop: &Stop) -> Option<Progress> {
+    stop.reports().pending.take()
 }

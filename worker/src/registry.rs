@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::time::Instant;
+
 use lro_common::name::OperationName;
+use lro_common::operation::Progress;
 use lro_common::time::Millis;
 use tokio_util::sync::CancellationToken;
 
@@ -28,26 +31,56 @@ pub enum CancelReason {
     LeaseLost,
 }
 
-/// A job's token and the reason it fired, shared by the registry and the job.
+/// A job's token and the reason it fired, shared by the registry and the job; also the job's
+/// coalesced progress reports (one allocation per running job for both).
 #[derive(Debug, Clone)]
 pub struct Stop {
     token: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     /// The first reason, and when it was recorded (for the cancel latency metric).
-    reason: Arc<OnceLock<(CancelReason, Millis)>>,
+    reason: OnceLock<(CancelReason, Millis)>,
+    reports: Mutex<Reports>,
+}
+
+/// A job's progress reports, coalesced (`crate::context`).
+#[derive(Debug, Default)]
+pub(crate) struct Reports {
+    /// When the last one was written.
+    pub(crate) last: Option<Instant>,
+    /// The latest one not written yet.
+    pub(crate) pending: Option<Progress>,
+    /// A task will write `pending` at the end of the interval.
+    pub(crate) flushing: bool,
 }
 
 impl Stop {
     fn new(parent: &CancellationToken) -> Self {
         Self {
             token: parent.child_token(),
-            reason: Arc::new(OnceLock::new()),
+            shared: Arc::default(),
         }
     }
 
     /// Records the reason (unless one is already recorded) and fires the token.
     pub fn fire(&self, reason: CancelReason) {
-        let _ = self.reason.set((reason, lro_common::time::now_millis()));
+        let _ = self
+            .shared
+            .reason
+            .set((reason, lro_common::time::now_millis()));
         self.token.cancel();
+    }
+
+    /// The job's progress reports, locked. Plain assignments under the lock: a panic cannot
+    /// leave it inconsistent.
+    pub(crate) fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.shared
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn token(&self) -> &CancellationToken {
@@ -60,7 +93,8 @@ impl Stop {
             return None;
         }
         Some(
-            self.reason
+            self.shared
+                .reason
                 .get()
                 .map_or(CancelReason::Shutdown, |&(reason, _)| reason),
         )
@@ -68,7 +102,7 @@ impl Stop {
 
     /// When a user cancel fired the token, if one did.
     pub fn cancelled_by_user_at(&self) -> Option<Millis> {
-        match self.reason.get() {
+        match self.shared.reason.get() {
             Some(&(CancelReason::User, at)) => Some(at),
             _ => None,
         }

@@ -53,7 +53,6 @@ pub(super) async fn run_job(
         shared.store.clone(),
         shared.publisher.clone(),
     );
-    let reports = ctx.reports();
     // Spawned so that a panicking job fails its operation instead of the worker, and so that it
     // can be aborted.
     let mut job = tokio::spawn((kind.handler)(input, ctx));
@@ -86,7 +85,7 @@ pub(super) async fn run_job(
     };
     let result: JobResult =
         joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
-    let pending = take_pending(&reports);
+    let pending = take_pending(stop);
     (
         decide(result, stop.reason(), spec.timeout_ms),
         forced,
