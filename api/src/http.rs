@@ -1,6 +1,6 @@
-//! The HTTP/JSON transport: one router, thin handlers, request DTOs. Every answer, errors
-//! included, is JSON (but the dashboard's page and files, [`crate::dashboard`]); every error uses
-//! the envelope of [`crate::error`].
+//! The HTTP/JSON transport: one router and thin handlers (the request bodies are in
+//! `http/body.rs`). Every answer, errors included, is JSON (but the dashboard's page and files,
+//! [`crate::dashboard`]); every error uses the envelope of [`crate::error`].
 
 use std::time::Duration;
 
@@ -10,10 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use bytes::Bytes;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::{Credentials, Principal};
 use crate::error::ApiError;
@@ -21,9 +18,16 @@ use crate::list;
 use crate::metrics::{RequestMethod, Transport};
 use crate::render;
 use crate::route::{Route, no_route};
-use crate::service::{BatchCancel, BatchSubmit, Job, Service, Submit, in_request};
+use crate::service::{BatchCancel, Job, Service, Submit};
 use crate::view::{ListView, OperationView};
-use lro_common::name::Parent;
+
+mod body;
+
+use body::ListQuery;
+pub(crate) use body::{
+    BatchCancelBody, BatchSubmitBody, NameBody, SubmitBody, WaitBody, check_body_name,
+    parse_timeout, read_json,
+};
 use lro_common::status::Code;
 use lro_common::trace::TraceContext;
 
@@ -202,191 +206,6 @@ fn api_key(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == "key")
         .map(|(_, v)| v.into_owned())
-}
-
-/// A `timeout` field: a Duration in its JSON form ("1.5s"; "500ms", "2m" and "1h" are accepted too).
-pub(crate) fn parse_timeout(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    raw.map(lro_common::time::parse_duration)
-        .transpose()
-        .map_err(|e| ApiError::invalid("INVALID_TIMEOUT", e.to_string()))
-}
-
-/// `POST …/jobs` body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct SubmitBody {
-    #[serde(default)]
-    pub(crate) kind: String,
-    #[serde(default)]
-    pub(crate) input: Option<Value>,
-    #[serde(default, alias = "request_id")]
-    pub(crate) request_id: Option<String>,
-    #[serde(default)]
-    pub(crate) timeout: Option<String>,
-}
-
-/// `…/jobs:batchSubmit` body: `{"requests": [{"parent"?, "kind", "input", "requestId", "timeout"}]}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchSubmitBody {
-    #[serde(default)]
-    pub(crate) requests: Vec<BatchJobBody>,
-}
-
-/// One job of a batch: a submit body, and optionally the batch's parent again.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct BatchJobBody {
-    #[serde(default)]
-    pub(crate) parent: Option<String>,
-    #[serde(default)]
-    pub(crate) kind: String,
-    #[serde(default)]
-    pub(crate) input: Option<Value>,
-    #[serde(default, alias = "request_id")]
-    pub(crate) request_id: Option<String>,
-    #[serde(default)]
-    pub(crate) timeout: Option<String>,
-}
-
-impl BatchSubmitBody {
-    /// The batch under `parent`: a job without a parent is under the batch's; the service
-    /// refuses one under another.
-    fn into_batch(
-        self,
-        parent: Parent,
-        trace: Option<TraceContext>,
-    ) -> Result<BatchSubmit, ApiError> {
-        let jobs = self
-            .requests
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let job_parent = match b.parent.as_deref() {
-                    None | Some("") => parent.clone(),
-                    Some(p) => Parent::parse(p).map_err(|e| {
-                        in_request(
-                            ApiError::invalid("INVALID_NAME", e.to_string()),
-                            i,
-                            "parent",
-                        )
-                    })?,
-                };
-                Ok(Job {
-                    parent: job_parent,
-                    kind: b.kind,
-                    input: b.input,
-                    request_id: b.request_id,
-                    timeout: parse_timeout(b.timeout.as_deref())
-                        .map_err(|e| in_request(e, i, "timeout"))?,
-                })
-            })
-            .collect::<Result<_, ApiError>>()?;
-        Ok(BatchSubmit {
-            parent,
-            jobs,
-            trace,
-        })
-    }
-}
-
-/// `…/operations:batchCancel` body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct BatchCancelBody {
-    #[serde(default)]
-    pub(crate) filter: String,
-    #[serde(default, alias = "request_id")]
-    pub(crate) request_id: Option<String>,
-}
-
-/// `:cancel` body: empty, `{}` or `{"name"}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NameBody {
-    #[serde(default)]
-    pub(crate) name: Option<String>,
-}
-
-/// `:wait` body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WaitBody {
-    #[serde(default)]
-    pub(crate) name: Option<String>,
-    #[serde(default)]
-    pub(crate) timeout: Option<String>,
-}
-
-/// List query parameters, in camelCase or snake_case.
-#[derive(Debug, Default)]
-struct ListQuery {
-    filter: Option<String>,
-    page_size: Option<String>,
-    page_token: Option<String>,
-}
-
-impl ListQuery {
-    fn parse(raw: Option<&str>) -> Self {
-        let mut q = Self::default();
-        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            let v = Some(v.into_owned());
-            match k.as_ref() {
-                "filter" => q.filter = v,
-                "pageSize" | "page_size" => q.page_size = v,
-                "pageToken" | "page_token" => q.page_token = v,
-                // System parameters ($alt, fields, key, …) and unknown ones are ignored, as
-                // Google's front ends do for parameters a method does not use.
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
-pub(crate) fn check_body_name(in_body: Option<&str>, in_path: &str) -> Result<(), ApiError> {
-    match in_body {
-        Some(n) if !n.is_empty() && n != in_path => Err(ApiError::invalid(
-            "NAME_MISMATCH",
-            format!("body name {n:?} differs from the name in the path {in_path:?}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Reads a JSON object body. An empty body is `None`, or an error when `required`.
-pub(crate) async fn read_json<T: DeserializeOwned>(
-    body: Body,
-    required: bool,
-) -> Result<Option<T>, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::invalid(
-                "BODY_TOO_LARGE",
-                format!("request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
-            )
-        })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return if required {
-            Err(ApiError::invalid(
-                "MISSING_BODY",
-                "request body must be a JSON object",
-            ))
-        } else {
-            Ok(None)
-        };
-    }
-    // serde reads a struct from an array too (`["sleep", {}]`), but a body is a JSON object.
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ApiError::invalid(
-            "INVALID_JSON",
-            "request body must be a JSON object",
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::invalid("INVALID_JSON", format!("invalid JSON body: {e}")))
 }
 
 async fn fallback(method: Method, uri: Uri) -> Response {

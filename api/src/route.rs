@@ -103,6 +103,12 @@ impl Route {
     }
 }
 
+/// A parent given as text in a request body or message (`""` is the top level): 400
+/// INVALID_NAME if it is not one.
+pub fn parse_parent(text: &str) -> Result<Parent, ApiError> {
+    Parent::parse(text).map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
+}
+
 /// `{parent}/operations`, or `operations` at the top level.
 pub fn collection(parent: &Parent) -> String {
     if parent.is_root() {

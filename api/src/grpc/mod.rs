@@ -26,7 +26,7 @@ use crate::metrics::{RequestMethod, Transport};
 use crate::pb::google::longrunning::{self as lr, operations_server};
 use crate::pb::google::rpc;
 use crate::pb::lro::v1::{self as lro, jobs_server};
-use crate::route::collection;
+use crate::route::{collection, parse_parent};
 use crate::service::{BatchCancel, BatchSubmit, Job, Service, Submit, in_request};
 use crate::tls::ServerTls;
 use crate::view::{ListView, OperationView};
@@ -160,8 +160,7 @@ impl operations_server::Operations for Grpc {
 impl jobs_server::Jobs for Grpc {
     async fn submit_job(&self, req: Request<lro::SubmitJobRequest>) -> Answer<lr::Operation> {
         let run = async {
-            let parent = Parent::parse(&req.get_ref().parent)
-                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let parent = parse_parent(&req.get_ref().parent)?;
             let who = self.caller(&req, Method::Submit, &collection(&parent))?;
             let trace = trace(&req);
             let job = job(req.into_inner(), parent)?;
@@ -177,8 +176,7 @@ impl jobs_server::Jobs for Grpc {
         req: Request<lro::BatchSubmitJobsRequest>,
     ) -> Answer<lro::BatchSubmitJobsResponse> {
         let run = async {
-            let parent = Parent::parse(&req.get_ref().parent)
-                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let parent = parse_parent(&req.get_ref().parent)?;
             let who = self.caller(&req, Method::BatchSubmit, &collection(&parent))?;
             let trace = trace(&req);
             let jobs = req
@@ -191,10 +189,7 @@ impl jobs_server::Jobs for Grpc {
                     let own = if r.parent.is_empty() {
                         parent.clone()
                     } else {
-                        Parent::parse(&r.parent).map_err(|e| {
-                            let e = ApiError::invalid("INVALID_NAME", e.to_string());
-                            in_request(e, i, "parent")
-                        })?
+                        parse_parent(&r.parent).map_err(|e| in_request(e, i, "parent"))?
                     };
                     job(r, own).map_err(|e| in_request(e, i, ""))
                 })
@@ -217,8 +212,7 @@ impl jobs_server::Jobs for Grpc {
         req: Request<lro::BatchCancelOperationsRequest>,
     ) -> Answer<lr::Operation> {
         let run = async {
-            let parent = Parent::parse(&req.get_ref().parent)
-                .map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))?;
+            let parent = parse_parent(&req.get_ref().parent)?;
             let who = self.caller(&req, Method::BatchCancel, &collection(&parent))?;
             let req = req.into_inner();
             let batch = BatchCancel {
@@ -273,7 +267,7 @@ fn list_parent(name: &str) -> Result<Parent, ApiError> {
         Some(p) if p.is_empty() || p.ends_with('/') => p.trim_end_matches('/'),
         _ => name,
     };
-    Parent::parse(parent).map_err(|e| ApiError::invalid("INVALID_NAME", e.to_string()))
+    parse_parent(parent)
 }
 
 fn operation_name(name: &str) -> Result<OperationName, ApiError> {
