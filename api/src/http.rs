@@ -18,7 +18,7 @@ use crate::list;
 use crate::metrics::{RequestMethod, Transport};
 use crate::render;
 use crate::route::{Route, no_route};
-use crate::service::{BatchCancel, Job, Service, Submit};
+use crate::service::{BatchCancel, Service, Submit};
 use crate::view::{ListView, OperationView};
 
 mod body;
@@ -119,13 +119,7 @@ async fn handle(
                 .submit(
                     who,
                     Submit {
-                        job: Job {
-                            parent,
-                            kind: b.kind,
-                            input: b.input,
-                            request_id: b.request_id,
-                            timeout: parse_timeout(b.timeout.as_deref())?,
-                        },
+                        job: b.into_job(parent)?,
                         trace: trace(headers),
                     },
                 )

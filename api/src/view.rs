@@ -41,8 +41,7 @@ pub fn response_type(op: &Operation) -> &'static str {
 pub struct OperationView<'a> {
     pub name: &'a str,
     pub metadata: MetadataView<'a>,
-    pub done: bool,
-    /// The terminal result: `Some` exactly when `done`.
+    /// The terminal result: `Some` exactly when the operation is done.
     pub result: Option<Outcome<'a>>,
 }
 
@@ -111,9 +110,13 @@ impl<'a> OperationView<'a> {
         Self {
             name: op.name.as_str(),
             metadata: MetadataView::of(op),
-            done: op.is_done(),
             result,
         }
+    }
+
+    /// `done`: whether the operation has a result.
+    pub fn done(&self) -> bool {
+        self.result.is_some()
     }
 }
 
@@ -222,7 +225,7 @@ impl Serialize for OperationView<'_> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("name", self.name)?;
         m.serialize_entry("metadata", &self.metadata)?;
-        field(&mut m, "done", &self.done)?;
+        field(&mut m, "done", &self.done())?;
         match &self.result {
             None => {}
             Some(Outcome::Error(status)) => m.serialize_entry("error", status)?,

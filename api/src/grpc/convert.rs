@@ -33,7 +33,7 @@ pub(super) fn operation(op: &OperationView<'_>) -> lr::Operation {
     lr::Operation {
         name: op.name.to_owned(),
         metadata: Some(any(METADATA_TYPE, &metadata(&op.metadata))),
-        done: op.done,
+        done: op.done(),
         result,
     }
 }

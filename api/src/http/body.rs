@@ -38,6 +38,20 @@ pub(crate) struct SubmitBody {
     pub(crate) timeout: Option<String>,
 }
 
+impl SubmitBody {
+    /// The job this body asks for, under `parent` (its `timeout` parsed: the one field here that
+    /// can be refused).
+    pub(crate) fn into_job(self, parent: Parent) -> Result<Job, ApiError> {
+        Ok(Job {
+            parent,
+            kind: self.kind,
+            input: self.input,
+            request_id: self.request_id,
+            timeout: parse_timeout(self.timeout.as_deref())?,
+        })
+    }
+}
+
 /// `…/jobs:batchSubmit` body: `{"requests": [{"parent"?, "kind", "input", "requestId", "timeout"}]}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,14 +93,14 @@ impl BatchSubmitBody {
                     None | Some("") => parent.clone(),
                     Some(p) => parse_parent(p).map_err(|e| in_request(e, i, "parent"))?,
                 };
-                Ok(Job {
-                    parent: job_parent,
+                let job = SubmitBody {
                     kind: b.kind,
                     input: b.input,
                     request_id: b.request_id,
-                    timeout: parse_timeout(b.timeout.as_deref())
-                        .map_err(|e| in_request(e, i, "timeout"))?,
-                })
+                    timeout: b.timeout,
+                };
+                job.into_job(job_parent)
+                    .map_err(|e| in_request(e, i, "timeout"))
             })
             .collect::<Result<_, ApiError>>()?;
         Ok(BatchSubmit {
