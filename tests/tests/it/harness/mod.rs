@@ -174,7 +174,8 @@ where
 /// Counts the terminal writes Redis announces on the namespace's done channel (one message per
 /// write that made an operation done, and per delete).
 pub struct DoneCounter {
-    client: redis::Client,
+    /// Every master: a done announcement is published on the master of its operation's slot.
+    masters: Vec<redis::Client>,
     channel: String,
     pubsub: redis::aio::PubSub,
 }
@@ -182,34 +183,46 @@ pub struct DoneCounter {
 impl DoneCounter {
     pub async fn subscribe(env: &Env) -> Self {
         // On a cluster, any seed: a PUBLISH on any node reaches subscribers on every node.
-        let urls = env.sys.connections().redis_url;
+        let connections = env.sys.connections();
+        let urls = connections.redis_url.clone();
         let first = urls.split(',').next().unwrap_or(&urls);
         let client = redis::Client::open(first).expect("redis url");
+        let tls = connections.client_tls().expect("tls");
+        let masters = lro_tests::redis_nodes::masters(&urls, &tls)
+            .await
+            .expect("masters");
         let channel = format!("{}:done", env.sys.namespace);
         let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
         pubsub.subscribe(&channel).await.expect("subscribe");
         Self {
-            client,
+            masters,
             channel,
             pubsub,
         }
     }
 
-    /// Everything announced so far, by operation name. A marker published now bounds the read
-    /// without a timer.
+    /// Everything announced so far, by operation name. A marker published now through every
+    /// master bounds the read without a timer: messages from one node reach a subscriber in the
+    /// order they were published there, but those forwarded from other masters of a cluster may
+    /// arrive after a marker published on the subscriber's own node.
     pub async fn counts(mut self) -> HashMap<String, usize> {
         let marker = format!("end-{}", uuid::Uuid::now_v7());
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(&marker)
-            .query_async(&mut conn)
-            .await
-            .expect("publish");
+        // A master that is down (a test crashed it) sends nothing more: it needs no marker.
+        let mut sent = 0;
+        for master in &self.masters {
+            let published: redis::RedisResult<i64> = async {
+                let mut conn = master.get_multiplexed_async_connection().await?;
+                redis::cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(&marker)
+                    .query_async(&mut conn)
+                    .await
+            }
+            .await;
+            sent += usize::from(published.is_ok());
+        }
+        assert!(sent > 0, "no master took the end marker");
+        let mut markers = 0;
         let mut counts: HashMap<String, usize> = HashMap::new();
         let mut stream = self.pubsub.on_message();
         loop {
@@ -219,7 +232,11 @@ impl DoneCounter {
                 .expect("subscription open");
             let payload: String = msg.get_payload().expect("text");
             if payload == marker {
-                return counts;
+                markers += 1;
+                if markers == sent {
+                    return counts;
+                }
+                continue;
             }
             *counts.entry(payload).or_default() += 1;
         }
