@@ -290,6 +290,30 @@ async fn a_job_that_ignores_its_token_is_aborted_after_the_grace_and_still_ends(
     assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
 }
 
+/// A job that panics (after an await, as real jobs do) fails its operation with the panic's
+/// message; the worker runs on and its slot is free again.
+#[tokio::test]
+async fn a_panicking_job_fails_its_operation_and_the_worker_runs_on() {
+    let mut env = Env::start().await;
+    let kinds = Kinds::builtin().kind("boom", |_, ctx| async move {
+        ctx.progress(10, "about to panic").await;
+        panic!("boom on attempt {}", ctx.attempt())
+    });
+    env.worker_with(kinds, |c| c.concurrency = 1).await;
+
+    let boom = name_of(&env.api.submit("", "boom", json!({})).await);
+    let done = env.api.done(&boom).await;
+    assert_eq!(state_of(&done), "FAILED", "{done}");
+    assert_eq!(done["error"]["code"], 13, "{done}");
+    assert_eq!(
+        done["error"]["message"], "job panicked: boom on attempt 1",
+        "{done}"
+    );
+
+    let next = name_of(&env.api.submit("", "noop", json!({})).await);
+    assert_eq!(state_of(&env.api.done(&next).await), "SUCCEEDED");
+}
+
 /// RabbitMQ closes a channel whose delivery stays unacked past `consumer_timeout` (30 min by
 /// default; 2 s on this private node, checked every 0.5 s). A job longer than that runs on
 /// under its lease, the worker reopens its session, the redelivered copy is skipped, and the

@@ -1,10 +1,16 @@
 //! The job runner: one attempt of a job, from calling its handler to the outcome its result and
-//! its token's reason call for. It runs the job in a task of its own, so that a panic fails the
-//! operation rather than the worker and a job that ignores its token can be aborted.
+//! its token's reason call for. The job's future is polled in its delivery's task (one task per
+//! running job, not two: a task's header and the wake-up between two tasks are paid per job),
+//! under `catch_unwind`, so that a panic fails the operation rather than the worker; a job that
+//! ignores its token is aborted by dropping its future.
 //!
 //! It writes nothing to Redis: recording the outcome is [`super::outcome`]'s.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use lro_common::name::OperationName;
 use lro_common::operation::{Progress, Terminal};
@@ -53,9 +59,9 @@ pub(super) async fn run_job(
         shared.store.clone(),
         shared.publisher.clone(),
     );
-    // Spawned so that a panicking job fails its operation instead of the worker, and so that it
-    // can be aborted.
-    let mut job = tokio::spawn((kind.handler)(input, ctx));
+    // Polled here, not spawned: a panicking job fails its operation instead of the worker (the
+    // future is not used again once it panicked), and dropping it aborts it.
+    let mut job = AssertUnwindSafe((kind.handler)(input, ctx)).catch_unwind();
     // The timers are boxed: most jobs never need them, and unboxed each would hold its space
     // (~0.1 KiB) in this future for the job's whole life.
     let deadline = async {
@@ -77,18 +83,33 @@ pub(super) async fn run_job(
         None => match Box::pin(tokio::time::timeout(shared.stop_grace, &mut job)).await {
             Ok(joined) => (joined, false),
             Err(_) => {
-                job.abort();
+                drop(job);
                 tracing::warn!(grace = ?shared.stop_grace, "job ignored its token: aborted");
                 (Ok(Err(JobError::Cancelled)), true)
             }
         },
     };
-    let result: JobResult =
-        joined.unwrap_or_else(|e| Err(JobError::new(Code::Internal, format!("job panicked: {e}"))));
+    let result: JobResult = joined.unwrap_or_else(|panic| {
+        let why = panic_message(panic.as_ref());
+        tracing::error!(panic = why, "job panicked");
+        Err(JobError::new(
+            Code::Internal,
+            format!("job panicked: {why}"),
+        ))
+    });
     let pending = take_pending(stop);
     (
         decide(result, stop.reason(), spec.timeout_ms),
         forced,
         pending,
     )
+}
+
+/// What a panic said: its message when it was given one (as `panic!` does), else a placeholder.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
