@@ -68,6 +68,8 @@ pub(crate) struct Cancels {
     pub(crate) token: Summary,
     /// Cancel → the operation reads back CANCELLED, ms.
     pub(crate) cancelled: Summary,
+    /// Cancel → the api's answer to it, ms (recorded in Redis, inbox written, message published).
+    pub(crate) answered: Summary,
     /// Cancel messages the workers received, per cancel.
     pub(crate) deliveries: f64,
 }
@@ -114,7 +116,7 @@ pub(crate) async fn cancel_latency_on(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    let (mut to_token, mut to_cancelled) = (Vec::new(), Vec::new());
+    let (mut to_token, mut to_cancelled, mut to_answer) = (Vec::new(), Vec::new(), Vec::new());
     for name in &names {
         let t0 = Instant::now();
         let resp = http
@@ -124,6 +126,7 @@ pub(crate) async fn cancel_latency_on(
         if !resp.status().is_success() {
             bail!("cancel of {name} answered {}", resp.status());
         }
+        to_answer.push(ms(t0.elapsed()));
         while state(&http, &system, name).await? != "CANCELLED" {
             if t0.elapsed() > Duration::from_secs(10) {
                 bail!("{name} not CANCELLED after 10s");
@@ -142,6 +145,7 @@ pub(crate) async fn cancel_latency_on(
     Ok(Cancels {
         token: Summary::of(&to_token),
         cancelled: Summary::of(&to_cancelled),
+        answered: Summary::of(&to_answer),
         deliveries: received as f64 / n as f64,
     })
 }
