@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::Either;
+
 use lro_common::kinds::{BATCH_CANCEL, FailInput, NoopInput, SleepInput, SpinInput};
 use lro_common::status::Code;
 use lro_common::time::{duration_json, parse_duration};
@@ -33,16 +35,18 @@ fn sleep(
     ctx: JobContext,
     interruptible: bool,
 ) -> impl Future<Output = JobResult> {
-    // A block, not an `async fn`: the input is checked before the first await, so only the
-    // plan (or the error) is held while the job sleeps.
+    // The input is checked before the future is made, so only the plan is held while the job
+    // sleeps (not the room for an error beside it).
     let kind = if interruptible {
         "sleep"
     } else {
         "uninterruptible"
     };
-    let plan = sleep_plan(kind, input);
-    async move {
-        let (total, steps) = plan?;
+    let (total, steps) = match sleep_plan(kind, input) {
+        Ok(plan) => plan,
+        Err(e) => return Either::Left(std::future::ready(Err(e))),
+    };
+    Either::Right(async move {
         let step = total / steps;
         for i in 1..=steps {
             if interruptible {
@@ -58,7 +62,7 @@ fn sleep(
                 .await;
         }
         Ok(json!({ "slept": duration_json(total) }))
-    }
+    })
 }
 
 /// How long to sleep, in how many steps.

@@ -41,6 +41,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use lro_common::kinds::{self, KindInfo};
 use lro_common::status::{Code, Status};
 use schemars::JsonSchema;
@@ -191,6 +192,10 @@ where
 
 /// The handler of a typed kind: the input is deserialized before the job's future is made (so a
 /// refusal costs no task), and its output serialized into JSON.
+///
+/// The job's future is wrapped by `map`, not awaited in an `async` block: a block keeps a
+/// captured future's space beside the copy it awaits, doubling what every running job holds
+/// (1,264 → 424 B for `sleep`, heap per running job).
 fn typed<I, O, F, Fut>(name: &str, f: F) -> Handler
 where
     I: DeserializeOwned + 'static,
@@ -199,19 +204,19 @@ where
     Fut: Future<Output = Result<O, JobError>> + Send + 'static,
 {
     let name: Arc<str> = name.into();
-    Arc::new(move |input, ctx| {
-        let job = serde_json::from_value::<I>(input)
-            .map(|input| f(input, ctx))
-            .map_err(|e| JobError::invalid_input(&name, e));
+    Arc::new(move |input, ctx| -> BoxJob {
+        let input = match serde_json::from_value::<I>(input) {
+            Ok(input) => input,
+            Err(e) => return Box::pin(std::future::ready(Err(JobError::invalid_input(&name, e)))),
+        };
         let name = name.clone();
-        Box::pin(async move {
-            let output = job?.await?;
-            serde_json::to_value(output).map_err(|e| {
+        Box::pin(f(input, ctx).map(move |output| {
+            serde_json::to_value(output?).map_err(|e| {
                 JobError::new(
                     Code::Internal,
                     format!("output of kind {name} is not JSON: {e}"),
                 )
             })
-        })
+        }))
     })
 }

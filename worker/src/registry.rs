@@ -143,7 +143,7 @@ impl Registry {
     }
 
     /// Registers a job; its entry lives as long as the returned guard.
-    pub fn register(&self, name: &OperationName) -> Registration {
+    pub fn register(&self, name: OperationName) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = Stop::new(&self.shutdown);
         // Almost every name has one entry: room for exactly one (a first push would make room
@@ -160,7 +160,7 @@ impl Registry {
         drop(jobs);
         Registration {
             registry: self.clone(),
-            name: name.clone(),
+            name,
             id,
             stop,
         }
@@ -238,6 +238,10 @@ impl Registration {
         &self.stop
     }
 
+    pub fn name(&self) -> &OperationName {
+        &self.name
+    }
+
     /// Records that the attempt started.
     pub fn started(&self, held: Held) {
         self.registry
@@ -276,8 +280,8 @@ mod tests {
     fn cancel_fires_only_the_named_job_with_its_reason() {
         let shutdown = CancellationToken::new();
         let reg = Registry::new(shutdown.clone());
-        let a = reg.register(&name("operations/a"));
-        let b = reg.register(&name("operations/b"));
+        let a = reg.register(name("operations/a"));
+        let b = reg.register(name("operations/b"));
         assert!(reg.cancel(&name("operations/a"), CancelReason::User));
         assert_eq!(a.stop().reason(), Some(CancelReason::User));
         assert_eq!(b.stop().reason(), None);
@@ -292,9 +296,9 @@ mod tests {
     #[test]
     fn a_second_registration_of_a_name_does_not_displace_the_first() {
         let reg = Registry::new(CancellationToken::new());
-        let running = reg.register(&name("operations/a"));
+        let running = reg.register(name("operations/a"));
         running.started(Held { attempt: 1 });
-        let copy = reg.register(&name("operations/a"));
+        let copy = reg.register(name("operations/a"));
         drop(copy);
         assert_eq!(reg.len(), 1, "the running job lost its entry");
         assert_eq!(running.held(), Some(Held { attempt: 1 }));
@@ -305,8 +309,8 @@ mod tests {
     #[test]
     fn dropping_a_registration_removes_only_its_own_entry() {
         let reg = Registry::new(CancellationToken::new());
-        let first = reg.register(&name("operations/a"));
-        let second = reg.register(&name("operations/a"));
+        let first = reg.register(name("operations/a"));
+        let second = reg.register(name("operations/a"));
         drop(first);
         assert_eq!(reg.len(), 1);
         assert!(reg.cancel(&name("operations/a"), CancelReason::User));
@@ -319,8 +323,8 @@ mod tests {
     #[test]
     fn cancel_all_fires_every_job_with_the_reason() {
         let reg = Registry::new(CancellationToken::new());
-        let a = reg.register(&name("operations/a"));
-        let b = reg.register(&name("operations/b"));
+        let a = reg.register(name("operations/a"));
+        let b = reg.register(name("operations/b"));
         assert!(reg.holds(&name("operations/a")));
         assert_eq!(reg.cancel_all(CancelReason::LeaseLost), 2);
         assert_eq!(a.stop().reason(), Some(CancelReason::LeaseLost));

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lro_common::name::OperationName;
@@ -55,23 +56,25 @@ enum Skip {
 type Holding = Option<OwnedSemaphorePermit>;
 
 /// Carries one delivery through its life, then settles it: the only place a job delivery is
-/// acked or requeued.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn stores its arguments beside the locals they move into"
-)]
+/// acked or requeued. The body is decoded before the future is made, so only the name is held
+/// while the job runs; a body no worker can act on is dead-lettered and acked.
 pub(super) fn handle(
     shared: Arc<Shared>,
     data: Vec<u8>,
     acker: Acker,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> {
-    // A block, not an `async fn`: its captures are stored once (an `async fn` keeps its
-    // arguments beside the locals they move into).
-    async move {
-        let (settle, holding) = life(&shared, data, &shutdown).await;
-        Box::pin(settle_delivery(&acker, settle)).await;
-        drop(holding);
+    match wire::decode_job(&data) {
+        Ok(JobMessage::V1 { name }) => Either::Left(async move {
+            let (settle, holding) = life(&shared, name, &shutdown).await;
+            Box::pin(settle_delivery(&acker, settle)).await;
+            drop(holding);
+        }),
+        Err(e) => Either::Right(async move {
+            let why = format!("undecodable job message: {e}");
+            Box::pin(dead_letter(&shared, &data, &why)).await;
+            Box::pin(settle_delivery(&acker, Settle::Ack)).await;
+        }),
     }
 }
 
@@ -82,20 +85,10 @@ pub(super) fn handle(
 )]
 fn life<'a>(
     shared: &'a Shared,
-    data: Vec<u8>,
+    name: OperationName,
     shutdown: &'a CancellationToken,
 ) -> impl Future<Output = (Settle, Holding)> + 'a {
     async move {
-        let name = match wire::decode_job(&data) {
-            Ok(JobMessage::V1 { name }) => name,
-            Err(e) => {
-                let why = format!("undecodable job message: {e}");
-                Box::pin(dead_letter(shared, &data, &why)).await;
-                return (Settle::Ack, None);
-            }
-        };
-        // The body is not needed past here; its bytes are not held while the job runs.
-        drop(data);
         tracing::Span::current().record("operation", tracing::field::display(&name));
         let Some(permit) = Box::pin(acquire_slot(shared, shutdown)).await else {
             return (Settle::Requeue, None);
@@ -107,14 +100,15 @@ fn life<'a>(
             () = shutdown.cancelled() => return (Settle::Requeue, None),
         }
         // Registered before the attempt starts: a cancel message arriving from now on finds it.
-        let registration = shared.registry.register(&name);
-        let stop = registration.stop().clone();
+        // The registration holds the name and the stop from here on (not copies beside it).
+        let registration = shared.registry.register(name);
+        let (name, stop) = (registration.name(), registration.stop());
         let now = now_millis();
         // The Redis and broker calls here are boxed, and results are reduced to what is kept
         // before the next await: this future lives as long as the job runs and is as large as its
         // largest step, so every byte held across an await is held per running job (~5 KiB
         // before).
-        let started = match Box::pin(start(shared, &name, now)).await {
+        let started = match Box::pin(start(shared, name, now)).await {
             Ok((op, started, queued_since)) => {
                 let waited = Duration::from_millis(now.saturating_sub(queued_since));
                 shared.metrics.started(&op.kind, waited);
@@ -168,14 +162,14 @@ fn life<'a>(
             .record("kind", kind.as_str());
         tracing::debug!("started");
         let job = JobSpec {
-            name: &name,
+            name,
             kind: &kind,
             timeout_ms,
             attempt: started.attempt,
         };
         shared.metrics.running.increment(1);
         let ran = std::time::Instant::now();
-        let (outcome, forced, progress) = run::run_job(shared, job, input, &stop).await;
+        let (outcome, forced, progress) = run::run_job(shared, job, input, stop).await;
         shared.metrics.running.decrement(1);
         let finished = outcome.finished();
         shared.metrics.finished(&kind, finished, ran.elapsed());
@@ -185,14 +179,7 @@ fn life<'a>(
             forced,
             progress,
         };
-        let confirmed = Box::pin(outcome::record(
-            shared,
-            &name,
-            started.attempt,
-            ended,
-            &stop,
-        ))
-        .await;
+        let confirmed = Box::pin(outcome::record(shared, name, started.attempt, ended, stop)).await;
         let settle = if confirmed {
             Settle::Ack
         } else {

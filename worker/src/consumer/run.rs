@@ -37,72 +37,79 @@ pub(super) struct JobSpec<'a> {
 /// a job is dropped; a thread of `spawn_blocking` work runs on until it next checks its token) and
 /// the outcome is recorded as a forced stop. Returns the outcome, whether it was forced, and the
 /// progress the job reported last if it is not written yet (coalesced: the outcome writes it).
-pub(super) async fn run_job(
-    shared: &Shared,
-    spec: JobSpec<'_>,
+///
+/// The job's future is made before the first await, so neither its input nor its context is
+/// held beside it for the job's life.
+pub(super) fn run_job<'a>(
+    shared: &'a Shared,
+    spec: JobSpec<'a>,
     input: serde_json::Value,
-    stop: &Stop,
-) -> (Outcome, bool, Option<Progress>) {
-    let Some(kind) = shared.kinds.get(spec.kind) else {
-        let why = format!("no worker runs jobs of kind {:?}", spec.kind);
-        let message = wire::encode(&JobMessage::V1 {
-            name: spec.name.clone(),
-        });
-        Box::pin(dead_letter(shared, &message, &why)).await;
-        let status = Status::new(Code::Unimplemented, why);
-        return (Outcome::Terminal(Terminal::Failed(status)), false, None);
-    };
-    let ctx = JobContext::new(
-        spec.name.clone(),
-        spec.attempt,
-        stop.clone(),
-        shared.store.clone(),
-        shared.publisher.clone(),
-    );
+    stop: &'a Stop,
+) -> impl Future<Output = (Outcome, bool, Option<Progress>)> + 'a {
     // Polled here, not spawned: a panicking job fails its operation instead of the worker (the
     // future is not used again once it panicked), and dropping it aborts it.
-    let mut job = AssertUnwindSafe((kind.handler)(input, ctx)).catch_unwind();
-    // The timers are boxed: most jobs never need them, and unboxed each would hold its space
-    // (~0.1 KiB) in this future for the job's whole life.
-    let deadline = async {
-        match spec.timeout_ms {
-            Some(ms) => Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await,
-            None => std::future::pending().await,
-        }
-    };
-    let joined = tokio::select! {
-        joined = &mut job => Some(joined),
-        () = deadline => {
-            stop.fire(CancelReason::Deadline);
-            None
-        }
-        () = stop.token().cancelled() => None,
-    };
-    let (joined, forced) = match joined {
-        Some(joined) => (joined, false),
-        None => match Box::pin(tokio::time::timeout(shared.stop_grace, &mut job)).await {
-            Ok(joined) => (joined, false),
-            Err(_) => {
-                drop(job);
-                tracing::warn!(grace = ?shared.stop_grace, "job ignored its token: aborted");
-                (Ok(Err(JobError::Cancelled)), true)
-            }
-        },
-    };
-    let result: JobResult = joined.unwrap_or_else(|panic| {
-        let why = panic_message(panic.as_ref());
-        tracing::error!(panic = why, "job panicked");
-        Err(JobError::new(
-            Code::Internal,
-            format!("job panicked: {why}"),
-        ))
+    let job = shared.kinds.get(spec.kind).map(|kind| {
+        let ctx = JobContext::new(
+            spec.name.clone(),
+            spec.attempt,
+            stop.clone(),
+            shared.store.clone(),
+            shared.publisher.clone(),
+        );
+        AssertUnwindSafe((kind.handler)(input, ctx)).catch_unwind()
     });
-    let pending = take_pending(stop);
-    (
-        decide(result, stop.reason(), spec.timeout_ms),
-        forced,
-        pending,
-    )
+    async move {
+        let Some(mut job) = job else {
+            let why = format!("no worker runs jobs of kind {:?}", spec.kind);
+            let message = wire::encode(&JobMessage::V1 {
+                name: spec.name.clone(),
+            });
+            Box::pin(dead_letter(shared, &message, &why)).await;
+            let status = Status::new(Code::Unimplemented, why);
+            return (Outcome::Terminal(Terminal::Failed(status)), false, None);
+        };
+        // The timers are boxed: most jobs never need them, and unboxed each would hold its space
+        // (~0.1 KiB) in this future for the job's whole life.
+        let deadline = async {
+            match spec.timeout_ms {
+                Some(ms) => Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await,
+                None => std::future::pending().await,
+            }
+        };
+        let joined = tokio::select! {
+            joined = &mut job => Some(joined),
+            () = deadline => {
+                stop.fire(CancelReason::Deadline);
+                None
+            }
+            () = stop.token().cancelled() => None,
+        };
+        let (joined, forced) = match joined {
+            Some(joined) => (joined, false),
+            None => match Box::pin(tokio::time::timeout(shared.stop_grace, &mut job)).await {
+                Ok(joined) => (joined, false),
+                Err(_) => {
+                    drop(job);
+                    tracing::warn!(grace = ?shared.stop_grace, "job ignored its token: aborted");
+                    (Ok(Err(JobError::Cancelled)), true)
+                }
+            },
+        };
+        let result: JobResult = joined.unwrap_or_else(|panic| {
+            let why = panic_message(panic.as_ref());
+            tracing::error!(panic = why, "job panicked");
+            Err(JobError::new(
+                Code::Internal,
+                format!("job panicked: {why}"),
+            ))
+        });
+        let pending = take_pending(stop);
+        (
+            decide(result, stop.reason(), spec.timeout_ms),
+            forced,
+            pending,
+        )
+    }
 }
 
 /// What a panic said: its message when it was given one (as `panic!` does), else a placeholder.
