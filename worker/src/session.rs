@@ -12,10 +12,14 @@ use std::sync::Arc;
 use lro_common::broker::{AmqpError, Nodes};
 use lro_common::topology::Topology;
 
+use crate::consumer::acks::Acks;
+
 pub(crate) struct Session {
     connection: Connection,
     pub(crate) jobs: Consumer,
     pub(crate) cancels: Consumer,
+    /// The jobs channel's acks, coalesced.
+    pub(crate) acks: Arc<Acks>,
 }
 
 /// What a session is opened with.
@@ -75,10 +79,13 @@ impl Session {
             connection,
             jobs,
             cancels,
+            acks: Acks::start(),
         })
     }
 
+    /// Sends the acks still waiting, then closes the connection.
     pub(crate) async fn close(self) {
+        self.acks.close().await;
         let _ = self.connection.close(200, "worker stopped".into()).await;
     }
 }

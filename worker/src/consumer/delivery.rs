@@ -1,7 +1,7 @@
 //! The life of one job delivery: decode it, wait for a slot (and for the worker's heartbeat to
 //! hold), register the job's token, start the attempt in Redis, run the job ([`super::run`]), record its outcome
 //! ([`super::outcome`]) — and only then settle the delivery with the broker, in one place
-//! ([`handle`], through [`settle_delivery`]): acked once its outcome is in Redis (or Redis says
+//! ([`handle`], through [`Settler`]; acks coalesced by [`super::acks`]): acked once its outcome is in Redis (or Redis says
 //! there is none of ours to write), put back on the queue when this worker could not start it or
 //! no replica confirmed its outcome.
 //!
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::Either;
 use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::BasicNackOptions;
 use lro_common::name::OperationName;
 use lro_common::operation::{Operation, Refused, Started};
 use lro_common::store::StoreError;
@@ -22,6 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::acks::Acks;
 use super::outcome;
 use super::run::{self, JobSpec};
 use crate::registry::{CancelReason, Held};
@@ -61,20 +62,51 @@ type Holding = Option<OwnedSemaphorePermit>;
 pub(super) fn handle(
     shared: Arc<Shared>,
     data: Vec<u8>,
-    acker: Acker,
+    settler: Settler,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> {
     match wire::decode_job(&data) {
         Ok(JobMessage::V1 { name }) => Either::Left(async move {
             let (settle, holding) = life(&shared, name, &shutdown).await;
-            Box::pin(settle_delivery(&acker, settle)).await;
+            match settle {
+                Settle::Ack => settler.ack(),
+                Settle::Requeue => Box::pin(settler.requeue()).await,
+            }
             drop(holding);
         }),
         Err(e) => Either::Right(async move {
             let why = format!("undecodable job message: {e}");
             Box::pin(dead_letter(&shared, &data, &why)).await;
-            Box::pin(settle_delivery(&acker, Settle::Ack)).await;
+            settler.ack();
         }),
+    }
+}
+
+/// How a delivery is settled: its acker, and the session's acks an ack joins.
+pub(super) struct Settler {
+    pub(super) acks: Arc<Acks>,
+    pub(super) tag: u64,
+    pub(super) acker: Acker,
+}
+
+impl Settler {
+    /// Joins the session's next coalesced ack.
+    fn ack(self) {
+        self.acks.ack(self.tag, self.acker);
+    }
+
+    /// Puts the delivery back on the queue, at once.
+    async fn requeue(self) {
+        let requeue = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        match self.acker.nack(requeue).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("delivery from a closed channel: it will be redelivered"),
+            Err(e) => tracing::warn!(error = %e, "could not requeue delivery"),
+        }
+        self.acks.settled(self.tag);
     }
 }
 
@@ -229,27 +261,5 @@ pub(super) async fn dead_letter(shared: &Shared, body: &[u8], reason: &str) {
     tracing::warn!(reason, "job message dead-lettered");
     if let Err(e) = shared.publisher.publish_dead(body, reason).await {
         tracing::error!(error = %e, reason, "could not dead-letter a job message; dropped");
-    }
-}
-
-async fn settle_delivery(acker: &Acker, settle: Settle) {
-    let result = match settle {
-        Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-        Settle::Requeue => {
-            acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
-        }
-    };
-    match result {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            ?settle,
-            "delivery from a closed channel: it will be redelivered"
-        ),
-        Err(e) => tracing::warn!(?settle, error = %e, "could not settle delivery"),
     }
 }

@@ -16,6 +16,7 @@
 //! copy is skipped by whichever worker receives it (`start` refuses a RUNNING operation); if the
 //! worker itself died, a reaper queues its jobs again once its heartbeat has expired.
 
+pub(crate) mod acks;
 mod delivery;
 mod outcome;
 mod run;
@@ -42,6 +43,7 @@ use crate::job::Kinds;
 use crate::metrics::WorkerMetrics;
 use crate::registry::{CancelReason, Registry};
 use crate::session::{Session, SessionConfig};
+use acks::Acks;
 
 /// First and longest pause between attempts to reconnect to the broker.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
@@ -182,7 +184,10 @@ pub(crate) async fn run(
                 None
             }
             Event::Job(Some(Ok(delivery))) => {
-                on_delivery(&shared, &tracker, delivery, &shutdown);
+                let Link::Up(session) = &link else {
+                    unreachable!("jobs are only polled while up")
+                };
+                on_delivery(&shared, &tracker, &session.acks, delivery, &shutdown);
                 None
             }
             Event::Cancel(Some(Ok(message))) => {
@@ -237,6 +242,7 @@ async fn next_or_pending(
 fn on_delivery(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
+    acks: &Arc<Acks>,
     delivery: Delivery,
     shutdown: &CancellationToken,
 ) {
@@ -246,8 +252,10 @@ fn on_delivery(
         data,
         acker,
         properties,
+        delivery_tag,
         ..
     } = delivery;
+    acks.delivered(delivery_tag);
     // The job's span, its fields recorded once known; instrumenting the whole task here stores
     // its future once (an inner `instrument` would need its own box).
     let span = tracing::info_span!(
@@ -271,7 +279,12 @@ fn on_delivery(
             );
     }
     drop(properties);
-    let job = delivery::handle(shared.clone(), data, acker, shutdown.clone());
+    let settler = delivery::Settler {
+        acks: acks.clone(),
+        tag: delivery_tag,
+        acker,
+    };
+    let job = delivery::handle(shared.clone(), data, settler, shutdown.clone());
     tracker.spawn(job.instrument(span));
 }
 
