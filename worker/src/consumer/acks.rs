@@ -80,7 +80,7 @@ impl Acks {
         if state.closed {
             drop(state);
             // The session is gone: the ack cannot reach the broker, which redelivers.
-            tracing::warn!("delivery from a closed channel: it will be redelivered");
+            report("ack", Ok(false));
             return;
         }
         let first = state.ready.is_empty();
@@ -142,19 +142,23 @@ impl Batch<Acker> {
     async fn send(self) {
         if let Some(acker) = self.multiple {
             let multiple = BasicAckOptions { multiple: true };
-            report(acker.ack(multiple).await);
+            report("ack", acker.ack(multiple).await);
         }
         for acker in self.single {
-            report(acker.ack(BasicAckOptions::default()).await);
+            report("ack", acker.ack(BasicAckOptions::default()).await);
         }
     }
 }
 
-fn report(result: Result<bool, lapin::Error>) {
+/// Logs how settling a delivery (`what`: ack, requeue) went, when it did not.
+pub(super) fn report(what: &str, result: Result<bool, lapin::Error>) {
     match result {
         Ok(true) => {}
-        Ok(false) => tracing::warn!("delivery from a closed channel: it will be redelivered"),
-        Err(e) => tracing::warn!(error = %e, "could not ack delivery"),
+        Ok(false) => tracing::warn!(
+            what,
+            "delivery from a closed channel: it will be redelivered"
+        ),
+        Err(e) => tracing::warn!(what, error = %e, "could not settle delivery"),
     }
 }
 

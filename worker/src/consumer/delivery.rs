@@ -1,9 +1,9 @@
 //! The life of one job delivery: decode it, wait for a slot (and for the worker's heartbeat to
-//! hold), register the job's token, start the attempt in Redis, run the job ([`super::run`]), record its outcome
-//! ([`super::outcome`]) — and only then settle the delivery with the broker, in one place
-//! ([`handle`], through [`Settler`]; acks coalesced by [`super::acks`]): acked once its outcome is in Redis (or Redis says
-//! there is none of ours to write), put back on the queue when this worker could not start it or
-//! no replica confirmed its outcome.
+//! hold), register the job's token, start the attempt in Redis, run the job ([`super::run`]),
+//! record its outcome ([`super::outcome`]) — and only then settle the delivery with the broker,
+//! in one place ([`handle`], through [`Settler`]; acks coalesced by [`super::acks`]): acked once
+//! its outcome is in Redis (or Redis says there is none of ours to write), put back on the queue
+//! when this worker could not start it or no replica confirmed its outcome.
 //!
 //! It decides no outcome and writes no terminal state itself.
 
@@ -22,7 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::acks::Acks;
+use super::acks::{self, Acks};
 use super::outcome;
 use super::run::{self, JobSpec};
 use crate::registry::{CancelReason, Held};
@@ -101,11 +101,7 @@ impl Settler {
             requeue: true,
             ..BasicNackOptions::default()
         };
-        match self.acker.nack(requeue).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("delivery from a closed channel: it will be redelivered"),
-            Err(e) => tracing::warn!(error = %e, "could not requeue delivery"),
-        }
+        acks::report("requeue", self.acker.nack(requeue).await);
         self.acks.settled(self.tag);
     }
 }
