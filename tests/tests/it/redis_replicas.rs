@@ -34,8 +34,13 @@ async fn a_masters_crash_loses_no_accepted_operation() {
         .await
         .expect("redis");
     assert_eq!(store.replicas(), 1, "auto: every master has a replica");
-    // Node 0 is the seed the counter subscribes through; node 1, a master, is the one killed.
-    let counter = DoneCounter::subscribe(&env).await;
+    // Node 0 is the seed the counter subscribes through; node 1, a master, is the one killed
+    // (its own subscribers hear what it announced just before the crash).
+    let killed_url = urls.split(',').nth(1).expect("node 1").to_owned();
+    let counter = DoneCounter::subscribe(&env)
+        .await
+        .witness(&killed_url)
+        .await;
     for _ in 0..2 {
         env.worker_with(lro_worker::Kinds::builtin(), |c| {
             c.connections.redis_url = urls.clone();

@@ -178,6 +178,8 @@ pub struct DoneCounter {
     masters: Vec<redis::Client>,
     channel: String,
     pubsub: redis::aio::PubSub,
+    /// Subscriptions on nodes the test kills ([`DoneCounter::witness`]).
+    witnesses: Vec<redis::aio::PubSub>,
 }
 
 impl DoneCounter {
@@ -198,7 +200,19 @@ impl DoneCounter {
             masters,
             channel,
             pubsub,
+            witnesses: Vec::new(),
         }
+    }
+
+    /// Also subscribes on the node at `url`, which the test is about to kill: an announcement it
+    /// published just before the crash reached its own subscribers, but may never have been
+    /// forwarded to the seed's. Its count stands for an operation the seed heard nothing of.
+    pub async fn witness(mut self, url: &str) -> Self {
+        let client = redis::Client::open(url).expect("redis url");
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+        pubsub.subscribe(&self.channel).await.expect("subscribe");
+        self.witnesses.push(pubsub);
+        self
     }
 
     /// Everything announced so far, by operation name. A marker published now through every
@@ -234,12 +248,29 @@ impl DoneCounter {
             if payload == marker {
                 markers += 1;
                 if markers == sent {
-                    return counts;
+                    break;
                 }
                 continue;
             }
             *counts.entry(payload).or_default() += 1;
         }
+        drop(stream);
+        for witness in self.witnesses {
+            // Its node is down: the subscription ends once what it received is read.
+            let mut heard: HashMap<String, usize> = HashMap::new();
+            let mut stream = witness.into_on_message();
+            while let Some(msg) = tokio::time::timeout(DEADLINE, stream.next())
+                .await
+                .expect("a killed node's subscription ends")
+            {
+                let payload: String = msg.get_payload().expect("text");
+                *heard.entry(payload).or_default() += 1;
+            }
+            for (name, n) in heard {
+                counts.entry(name).or_insert(n);
+            }
+        }
+        counts
     }
 }
 
